@@ -34,8 +34,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(fn: Callable[[], object], device: torch.device, repeats: int = 10, warmup: int = 2,
-            min_time: float = 0.2) -> float:
+def measure(
+    fn: Callable[[], object], device: torch.device, repeats: int = 10, warmup: int = 2, min_time: float = 0.2
+) -> float:
     """Median seconds per call of `fn` (at least `repeats` calls and `min_time` seconds)."""
     for _ in range(warmup):
         fn()
@@ -63,10 +64,10 @@ def memory_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n## {title}\n")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
 def fmt_ms(seconds: float | None) -> str:

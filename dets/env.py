@@ -32,7 +32,8 @@ def collect() -> list[tuple[str, str]]:
             dev = torch.device("cuda", i)
             major, minor = torch.cuda.get_device_capability(dev)
             compiled = "yes" if _backend.cuda_kernels_for(dev) else "no (Triton serves it)"
-            rows.append((f"cuda:{i}", f"{torch.cuda.get_device_name(dev)}, sm {major}.{minor}, compiled kernels: {compiled}"))
+            name = torch.cuda.get_device_name(dev)
+            rows.append((f"cuda:{i}", f"{name}, sm {major}.{minor}, compiled kernels: {compiled}"))
             devices.append(dev)
     else:
         rows.append(("GPUs", "none visible"))

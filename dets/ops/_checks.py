@@ -63,3 +63,41 @@ def pair(name: str, value) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
     return int(h), int(w)
+
+
+def check_rois(name: str, boxes, input: torch.Tensor) -> torch.Tensor:
+    """RoIs for the RoI ops as one [K, 5] tensor (batch index, x1, y1, x2, y2).
+
+    `boxes` is either that [K, 5] tensor or a list of [Ki, 4] tensors, one per image of
+    `input` [N, C, H, W]. The result has input's dtype and device; batch indices must be
+    whole numbers in [0, N) (checked here, also for CUDA tensors, at the cost of one sync,
+    so no kernel ever reads outside `input`).
+    """
+    check_tensor("input", input, dims=4)
+    if isinstance(boxes, (list, tuple)):
+        if len(boxes) != input.shape[0]:
+            raise ValueError(f"{name}: got {len(boxes)} box tensors for a batch of {input.shape[0]} images")
+        parts = []
+        for i, b in enumerate(boxes):
+            check_tensor(f"{name}[{i}]", b, dims=2, last=4)
+            check_floating(f"{name}[{i}]", b)
+            check_same_device(input=input, **{f"{name}[{i}]": b})
+            index = torch.full((b.shape[0], 1), float(i), dtype=input.dtype, device=input.device)
+            parts.append(torch.cat([index, b.to(input.dtype)], dim=1))
+        if not parts:
+            return input.new_zeros((0, 5))
+        return torch.cat(parts, dim=0)
+    check_tensor(name, boxes, dims=2, last=5)
+    check_floating(name, boxes)
+    check_same_device(input=input, **{name: boxes})
+    if boxes.dtype != input.dtype:
+        raise TypeError(f"{name} has dtype {boxes.dtype} but input has {input.dtype}")
+    if boxes.shape[0] > 0:
+        index = boxes[:, 0]
+        bad = ~torch.isfinite(index) | (index < 0) | (index >= input.shape[0]) | (index != torch.floor(index))
+        if bool(bad.any()):
+            first = int(torch.nonzero(bad)[0, 0])
+            raise ValueError(
+                f"{name}[:, 0] must hold batch indices in [0, {input.shape[0]}); row {first} has {index[first].item()}"
+            )
+    return boxes

@@ -26,7 +26,9 @@ def _check_nms_args(boxes, scores, iou_threshold) -> float:
     check_floating("scores", scores)
     check_same_device(boxes=boxes, scores=scores)
     if scores.shape[0] != boxes.shape[0]:
-        raise ValueError(f"scores must have one entry per box: boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)}")
+        raise ValueError(
+            f"scores must have one entry per box: boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)}"
+        )
     return check_float_arg("iou_threshold", iou_threshold)
 
 
