@@ -1,0 +1,89 @@
+"""Command-line flags of trainval_net.py / train.py and test_net.py.
+
+The names and meanings follow faster-rcnn.pytorch and DetNet_Pytorch (--dataset --net --bs
+--lr --s --r --checksession --checkepoch --checkpoint ...), with their quirks fixed: boolean
+options are real flags, and --lr_decay_step lists the epochs at which the rate decays.
+"""
+
+import argparse
+
+
+def _epochs(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs like '9,11', got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"epochs are counted from 1, got {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="shapes",
+                        help="pascal_voc, pascal_voc_0712, coco, shapes, voc:ROOT[:TRAIN:TEST] or "
+                             "coco:IMAGES:JSON[:TEST_IMAGES:TEST_JSON]")
+    parser.add_argument("--net", default="ttfnet_r18", help="detector, e.g. ttfnet_r18 ttfnet_r34 ttfnet_d53")
+    parser.add_argument("--data_dir", default="data", help="where named datasets live")
+    parser.add_argument("--cuda", action="store_true", help="run on the GPU")
+    parser.add_argument("--nw", type=int, default=2, help="data-loader worker processes")
+    parser.add_argument("--bs", type=_positive_int, default=8, help="images per batch (per process)")
+    parser.add_argument("--input_size", type=_positive_int, default=None,
+                        help="network input side in pixels (training default 512; testing: the checkpoint's)")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train a detector")
+    _add_common(parser)
+    parser.add_argument("--start_epoch", type=_positive_int, default=1, help="first epoch (1-based)")
+    parser.add_argument("--epochs", type=_positive_int, default=12, help="last epoch")
+    parser.add_argument("--disp_interval", type=_positive_int, default=20, help="iterations between log lines")
+    parser.add_argument("--save_dir", default="models", help="where checkpoints go")
+    parser.add_argument("--o", dest="optimizer", choices=("sgd", "adam"), default="sgd", help="optimizer")
+    parser.add_argument("--lr", type=float, default=None, help="base learning rate (sgd 0.016, adam 2e-3)")
+    parser.add_argument("--lr_decay_step", type=_epochs, default=None,
+                        help="epochs at whose start the rate is multiplied by --lr_decay_gamma (default: at 3/4 "
+                             "and 11/12 of --epochs)")
+    parser.add_argument("--lr_decay_gamma", type=float, default=0.1)
+    parser.add_argument("--wd", type=float, default=4e-4, help="weight decay")
+    parser.add_argument("--warmup_iters", type=int, default=500, help="linear warm-up iterations (from lr/5)")
+    parser.add_argument("--clip_grad", type=float, default=35.0, help="max gradient norm (0: off)")
+    parser.add_argument("--s", dest="session", type=int, default=1, help="training session number")
+    parser.add_argument("--r", dest="resume", action="store_true", help="resume from a checkpoint")
+    parser.add_argument("--load_dir", default=None, help="where to find the checkpoint to resume (--save_dir)")
+    parser.add_argument("--checksession", type=int, default=1, help="session of the checkpoint to resume")
+    parser.add_argument("--checkepoch", type=int, default=1, help="epoch of the checkpoint to resume")
+    parser.add_argument("--checkpoint", type=int, default=0, help="step of the checkpoint to resume")
+    parser.add_argument("--use_tfb", action="store_true", help="log scalars to TensorBoard")
+    parser.add_argument("--mGPUs", action="store_true",
+                        help="train on every visible GPU (re-launches itself under torchrun)")
+    parser.add_argument("--pretrained", default=None, help="ImageNet checkpoint for the backbone")
+    parser.add_argument("--frozen_stages", type=int, default=-1, help="backbone stages to freeze (-1: none)")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 on GPU, bf16 on CPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_iters", type=_positive_int, default=None,
+                        help="stop each epoch after this many iterations (smoke tests)")
+    return parser
+
+
+def test_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Evaluate a trained detector on a test split")
+    _add_common(parser)
+    parser.set_defaults(bs=1)
+    parser.add_argument("--load_dir", default="models", help="where checkpoints are (the training --save_dir)")
+    parser.add_argument("--checksession", type=int, default=1)
+    parser.add_argument("--checkepoch", type=int, default=1)
+    parser.add_argument("--checkpoint", type=int, default=0)
+    parser.add_argument("--weights", default=None, help="a checkpoint file (instead of the three --check* flags)")
+    parser.add_argument("--vis", action="store_true", help="write pictures of the detections")
+    parser.add_argument("--score_thr", type=float, default=0.01, help="drop detections scoring below this")
+    parser.add_argument("--max_per_image", type=_positive_int, default=100)
+    parser.add_argument("--output_dir", default="output", help="where detections and pictures go")
+    parser.add_argument("--split", default=None, help="dataset split to evaluate (default: the test split)")
+    return parser

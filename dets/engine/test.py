@@ -1,0 +1,97 @@
+"""Evaluation entry point behind test_net.py."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dets.data import build_dataset
+from dets.data.transforms import ttfnet_test
+from dets.evaluation import coco_evaluate, format_report, voc_evaluate, write_coco_detections
+from dets.models import build_detector
+from dets.visualize import draw_detections
+
+from .checkpoint import checkpoint_path, dataset_dirname, load_checkpoint
+from .inference import run_inference
+
+VIS_SCORE = 0.3
+
+
+def load_model(args, device: torch.device):
+    """The checkpoint's model on `device`, its class names and its training arguments."""
+    if args.weights:
+        path = Path(args.weights)
+    else:
+        path = checkpoint_path(args.load_dir, args.net, args.dataset, args.checksession, args.checkepoch,
+                               args.checkpoint)
+    state = load_checkpoint(path)
+    net = state.get("net", args.net)
+    if net != args.net:
+        sys.exit(f"{path} holds a {net}, not the --net {args.net} asked for")
+    class_names = state["class_names"]
+    model = build_detector(net, len(class_names))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), class_names, state.get("args", {}), path
+
+
+def main(args) -> dict:
+    if args.cuda and not torch.cuda.is_available():
+        sys.exit("--cuda given but no GPU is visible")
+    device = torch.device("cuda" if args.cuda else "cpu")
+    model, class_names, train_args, path = load_model(args, device)
+    input_size = args.input_size or train_args.get("input_size", 512)
+    dataset = build_dataset(args.dataset, args.split or "test", data_dir=args.data_dir,
+                            transforms=ttfnet_test(input_size))
+    if list(dataset.class_names) != list(class_names):
+        sys.exit(f"{path} was trained on {class_names}, but {args.dataset} has {list(dataset.class_names)}")
+    print(f"dets: evaluating {path} on {args.dataset} ({len(dataset)} images) on {device}")
+
+    with tqdm(total=len(dataset), desc="test", file=sys.stdout, dynamic_ncols=True) as progress:
+        detections, images_per_s = run_inference(model, dataset, device, args.bs, args.nw, args.max_per_image,
+                                                 args.score_thr, progress)
+    ground_truths = [dataset.annotations(i) for i in range(len(dataset))]
+    out_dir = Path(args.output_dir) / args.net / dataset_dirname(args.dataset)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = path.stem
+    image_ids = [dataset.image_id(i) for i in range(len(dataset))]
+    label_to_category = getattr(dataset, "label_to_category_id", None)
+    json_path = write_coco_detections(out_dir / f"detections_{tag}.json", detections, image_ids, label_to_category)
+
+    results = {"images_per_s": images_per_s, "detections_json": str(json_path)}
+    if getattr(dataset, "coco", None) is not None:
+        results["coco"] = coco_evaluate(detections, dataset.coco, image_ids, label_to_category)
+    results["voc"] = voc_evaluate(detections, ground_truths, class_names)
+    print(format_report(results, class_names))
+    print(f"dets: {images_per_s:.2f} images/s (model + decoding), detections in {json_path}")
+
+    if args.vis:
+        vis_dir = out_dir / f"vis_{tag}"
+        vis_dir.mkdir(exist_ok=True)
+        for i, det in enumerate(detections):
+            keep = det["scores"] >= VIS_SCORE
+            draw_detections(dataset.image_path(i), {k: v[keep] for k, v in det.items()}, class_names,
+                            vis_dir / f"{Path(dataset.image_path(i)).stem}.jpg")
+        print(f"dets: pictures of the detections in {vis_dir}")
+        results["vis_dir"] = str(vis_dir)
+    (out_dir / f"results_{tag}.json").write_text(json.dumps(_jsonable(results), indent=2))
+    return results
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def cli(argv=None) -> None:
+    from .args import test_parser
+
+    main(test_parser().parse_args(argv))

@@ -1,0 +1,148 @@
+"""Training entry point behind trainval_net.py and train.py."""
+
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from dets.data import build_dataset, collate
+from dets.data.transforms import ttfnet_train
+from dets.models import build_detector
+
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .distributed import barrier, cleanup, init_distributed, is_main_process
+from .schedule import build_scheduler
+from .trainer import build_optimizer, train_one_epoch
+
+DEFAULT_LR = {"sgd": 0.016, "adam": 2e-3}
+
+
+def _relaunch_under_torchrun(args) -> None:
+    """--mGPUs: run this same command under torchrun, one process per visible GPU."""
+    gpus = torch.cuda.device_count()
+    if gpus < 1:
+        sys.exit("--mGPUs needs at least one visible GPU; for CPU processes run torchrun yourself")
+    argv = [a for a in sys.argv if a != "--mGPUs"]
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}", *argv]
+    print("dets: --mGPUs →", " ".join(command), flush=True)
+    sys.exit(subprocess.call(command))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def main(args) -> dict:
+    if args.mGPUs and "WORLD_SIZE" not in os.environ:
+        _relaunch_under_torchrun(args)
+    if args.cuda and not torch.cuda.is_available():
+        sys.exit("--cuda given but no GPU is visible")
+    device_type = "cuda" if args.cuda else "cpu"
+    rank, world_size, local_rank = init_distributed(device_type)
+    device = torch.device("cuda", local_rank) if args.cuda else torch.device("cpu")
+    seed_everything(args.seed + rank)
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    input_size = args.input_size or 512
+    decay = args.lr_decay_step if args.lr_decay_step is not None else sorted(
+        {max(1, round(args.epochs * 3 / 4)), max(1, round(args.epochs * 11 / 12))}
+    )
+
+    if is_main_process():
+        build_dataset(args.dataset, "train", data_dir=args.data_dir)  # generates `shapes` once
+    barrier()
+    dataset = build_dataset(args.dataset, "train", data_dir=args.data_dir, transforms=ttfnet_train(input_size))
+    class_names = list(dataset.class_names)
+    model = build_detector(args.net, len(class_names), pretrained=args.pretrained,
+                           frozen_stages=args.frozen_stages).to(device)
+    criterion = model.loss
+
+    if world_size > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator())
+    loader = DataLoader(dataset, batch_size=args.bs, sampler=sampler, num_workers=args.nw, collate_fn=collate,
+                        drop_last=len(dataset) >= args.bs, persistent_workers=False,
+                        generator=torch.Generator(), pin_memory=args.cuda)
+    iters_per_epoch = min(len(loader), args.max_iters or len(loader))
+
+    optimizer = build_optimizer(model, args.optimizer, lr, args.wd)
+    scheduler = build_scheduler(optimizer, iters_per_epoch=iters_per_epoch, warmup_iters=args.warmup_iters,
+                                warmup_ratio=0.2, decay_epochs=decay, gamma=args.lr_decay_gamma)
+    start_epoch = args.start_epoch
+    if args.resume:
+        path = checkpoint_path(args.load_dir or args.save_dir, args.net, args.dataset, args.checksession,
+                               args.checkepoch, args.checkpoint)
+        state = load_checkpoint(path)
+        if state.get("class_names") != class_names:
+            sys.exit(f"{path} was trained on classes {state.get('class_names')}, this dataset has {class_names}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = state["epoch"] + 1
+        if "rng" in state:
+            torch.set_rng_state(state["rng"]["torch"])
+        if is_main_process():
+            print(f"dets: resumed from {path} (epoch {state['epoch']}); continuing at epoch {start_epoch}")
+
+    ddp_model = DistributedDataParallel(model) if world_size > 1 else model
+    amp_dtype = None
+    scaler = None
+    if args.amp:
+        amp_dtype = torch.float16 if args.cuda else torch.bfloat16
+        scaler = torch.amp.GradScaler("cuda") if args.cuda else None
+    writer = None
+    if args.use_tfb and is_main_process():
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=os.path.join("logs", args.net, f"session{args.session}"))
+
+    if is_main_process():
+        print(f"dets: training {args.net} on {args.dataset} ({len(dataset)} images, {len(class_names)} classes) "
+              f"on {device} x{world_size}, epochs {start_epoch}..{args.epochs}, lr {lr}, decay at {decay}")
+    last = {}
+    for epoch in range(start_epoch, args.epochs + 1):
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        else:
+            sampler.generator.manual_seed(args.seed * 1000 + epoch)
+        loader.generator.manual_seed(args.seed * 1000 + epoch + 7)
+        progress = tqdm(total=iters_per_epoch, desc=f"epoch {epoch}/{args.epochs}", disable=not is_main_process(),
+                        file=sys.stdout, dynamic_ncols=True)
+        stats = train_one_epoch(ddp_model, criterion, loader, optimizer, scheduler, device, epoch, scaler=scaler,
+                                amp_dtype=amp_dtype, clip_grad=args.clip_grad, disp_interval=args.disp_interval,
+                                writer=writer, progress=progress, max_iters=args.max_iters)
+        progress.close()
+        if is_main_process():
+            print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in stats.items()), flush=True)
+            path = checkpoint_path(args.save_dir, args.net, args.dataset, args.session, epoch, iters_per_epoch)
+            save_checkpoint(path, {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "step": iters_per_epoch,
+                "args": vars(args) | {"input_size": input_size, "lr": lr, "lr_decay_step": decay},
+                "class_names": class_names,
+                "net": args.net,
+                "rng": {"torch": torch.get_rng_state()},
+            })
+            print(f"dets: saved {path}", flush=True)
+        last = stats
+    if writer is not None:
+        writer.close()
+    cleanup()
+    return last
+
+
+def cli(argv=None) -> None:
+    from .args import train_parser
+
+    main(train_parser().parse_args(argv))

@@ -1,0 +1,113 @@
+"""One epoch of training, with the guards a long run needs."""
+
+import math
+import time
+
+import torch
+from torch import nn
+
+from .distributed import all_reduce_mean, is_main_process
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
+                    bias_lr_mult: float = 2.0) -> torch.optim.Optimizer:
+    """SGD or Adam(W) over the trainable parameters.
+
+    As in the seeds: biases get `bias_lr_mult` × the learning rate and no weight decay; so do
+    normalisation weights (no decay), which would otherwise be pulled towards zero.
+    """
+    decay, no_decay = [], []
+    for pname, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append((pname, p))
+    biases = [p for n, p in no_decay if n.endswith(".bias")]
+    norms = [p for n, p in no_decay if not n.endswith(".bias")]
+    groups = [
+        {"params": [p for _, p in decay], "weight_decay": weight_decay, "lr": lr},
+        {"params": biases, "weight_decay": 0.0, "lr": lr * bias_lr_mult},
+        {"params": norms, "weight_decay": 0.0, "lr": lr},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scheduler, device: torch.device, epoch: int,
+                    *, scaler=None, amp_dtype=None, clip_grad: float = 0.0, disp_interval: int = 20,
+                    writer=None, progress=None, max_bad_steps: int = 10, max_iters: int | None = None) -> dict:
+    """Train for one pass over `loader`.
+
+    `criterion(outputs, targets)` returns a dict of losses with the total under "loss". A step
+    whose loss is not finite is skipped (weights untouched) with a message; `max_bad_steps`
+    of them in a row stop training with NonFiniteLoss rather than carry on blindly.
+    """
+    model.train()
+    bad_in_a_row = skipped = good_steps = 0
+    totals: dict[str, float] = {}
+    seen = 0
+    start = time.perf_counter()
+    iters = len(loader) if max_iters is None else min(len(loader), max_iters)
+    for it, (images, targets) in enumerate(loader):
+        if it >= iters:
+            break
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outputs = model(images)
+        losses = criterion(outputs, targets)
+        loss = losses["loss"]
+        if not torch.isfinite(all_reduce_mean(loss.detach())):
+            bad_in_a_row += 1
+            skipped += 1
+            message = (f"epoch {epoch} iter {it}: non-finite loss "
+                       f"({ {k: float(v) for k, v in losses.items()} }); step skipped, weights unchanged")
+            if is_main_process():
+                print(message, flush=True)
+            optimizer.zero_grad(set_to_none=True)
+            if bad_in_a_row >= max_bad_steps:
+                raise NonFiniteLoss(f"{bad_in_a_row} non-finite losses in a row; stopping (last: {message})")
+            scheduler.step()
+            continue
+        bad_in_a_row = 0
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if clip_grad > 0:
+            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+
+        seen += images.shape[0]
+        good_steps += 1
+        for k, v in losses.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+        lr = optimizer.param_groups[0]["lr"]
+        if progress is not None:
+            progress.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}",
+                                 img_s=f"{seen / (time.perf_counter() - start):.1f}")
+            progress.update(1)
+        if writer is not None and (it % disp_interval == 0 or it == iters - 1):
+            step = (epoch - 1) * iters + it
+            for k, v in losses.items():
+                writer.add_scalar(f"train/{k}", float(v), step)
+            writer.add_scalar("train/lr", lr, step)
+    elapsed = time.perf_counter() - start
+    stats = {k: v / max(good_steps, 1) for k, v in totals.items()}
+    stats["skipped_steps"] = skipped
+    stats["images_per_s"] = seen / elapsed if elapsed > 0 else math.nan
+    stats["seconds"] = elapsed
+    return stats

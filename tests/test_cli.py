@@ -1,0 +1,76 @@
+"""The user's path through the real command-line programs on tiny data: train two
+iterations, checkpoint, resume, evaluate, draw; and a two-process DDP run on the CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dets.data.shapes import generate_shapes
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--net", "ttfnet_r18", "--input_size", "96", "--bs", "2", "--nw", "0"]
+
+
+def run(*args: str, cwd: Path) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_voc(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("data") / "shapes"
+    generate_shapes(str(root), num_train=6, num_test=3, image_size=96, seed=3)
+    return f"voc:{root}"
+
+
+def test_train_resume_test_round_trip(tiny_voc, tmp_path):
+    common = ["--dataset", tiny_voc, *TINY, "--save_dir", str(tmp_path / "models")]
+    run(str(ROOT / "trainval_net.py"), *common, "--epochs", "1", "--max_iters", "2", "--s", "3", cwd=tmp_path)
+    models = sorted((tmp_path / "models").rglob("*.pth"))
+    assert [p.name for p in models] == ["ttfnet_r18_3_1_2.pth"]
+    first = torch.load(models[0], weights_only=False)
+    assert first["epoch"] == 1 and first["class_names"] and "optimizer" in first and "scheduler" in first
+
+    out = run(str(ROOT / "train.py"), *common, "--epochs", "2", "--max_iters", "2", "--s", "3", "--r",
+              "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2", cwd=tmp_path)
+    assert "continuing at epoch 2" in out
+    second = torch.load(tmp_path / "models" / "ttfnet_r18" / models[0].parent.name / "ttfnet_r18_3_2_2.pth",
+                        weights_only=False)
+    assert second["epoch"] == 2
+    # The scheduler went on counting from where the first run stopped.
+    assert second["scheduler"]["last_epoch"] == 4
+
+    out = run(str(ROOT / "test_net.py"), "--dataset", tiny_voc, *TINY, "--load_dir", str(tmp_path / "models"),
+              "--checksession", "3", "--checkepoch", "2", "--checkpoint", "2", "--vis",
+              "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert "mAP" in out and "images/s" in out
+    detections = json.loads(next((tmp_path / "out").rglob("detections_*.json")).read_text())
+    assert isinstance(detections, list)
+    pictures = list((tmp_path / "out").rglob("vis_*/*.jpg"))
+    assert len(pictures) == 3
+
+
+def test_resume_from_a_missing_checkpoint_names_it(tiny_voc, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *TINY, "--r",
+                           "--checksession", "9", "--checkepoch", "9", "--checkpoint", "9",
+                           "--save_dir", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "ttfnet_r18_9_9_9.pth" in done.stderr
+
+
+def test_ddp_two_cpu_processes(tiny_voc, tmp_path):
+    run("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", str(ROOT / "trainval_net.py"),
+        "--dataset", tiny_voc, *TINY, "--bs", "1", "--epochs", "1", "--max_iters", "2",
+        "--save_dir", str(tmp_path / "models"), cwd=tmp_path)
+    saved = list((tmp_path / "models").rglob("*.pth"))
+    assert len(saved) == 1
+    state = torch.load(saved[0], weights_only=False)
+    assert not any(k.startswith("module.") for k in state["model"])
