@@ -1,5 +1,13 @@
 """Detection metrics: PASCAL VOC AP (own implementation) and COCO AP (pycocotools)."""
 
+from .coco import build_coco_ground_truth, coco_evaluate, detections_to_coco_json, write_coco_json
 from .voc import voc_ap, voc_evaluate
 
-__all__ = ["voc_ap", "voc_evaluate"]
+__all__ = [
+    "build_coco_ground_truth",
+    "coco_evaluate",
+    "detections_to_coco_json",
+    "voc_ap",
+    "voc_evaluate",
+    "write_coco_json",
+]
