@@ -15,8 +15,11 @@ def as_array(value, dtype) -> np.ndarray:
     return np.asarray(value, dtype=dtype)
 
 
-def read_detections(image: int, det: dict, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """boxes float64 [D, 4], scores float64 [D], labels int64 [D] of one image's detections."""
+def read_detections(image: int, det: dict, num_classes: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """boxes float64 [D, 4], scores float64 [D], labels int64 [D] of one image's detections.
+
+    Labels are checked to lie in [0, num_classes) unless ``num_classes`` is None.
+    """
     boxes = as_array(det["boxes"], np.float64).reshape(-1, 4)
     scores = as_array(det["scores"], np.float64).reshape(-1)
     labels = as_array(det["labels"], np.int64).reshape(-1)
@@ -25,7 +28,8 @@ def read_detections(image: int, det: dict, num_classes: int) -> tuple[np.ndarray
             f"detections[{image}]: {len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels; "
             "they must have one entry per detection"
         )
-    _check_labels(f"detections[{image}]", labels, num_classes)
+    if num_classes is not None:
+        _check_labels(f"detections[{image}]", labels, num_classes)
     return boxes, scores, labels
 
 

@@ -59,10 +59,9 @@ def detections_to_coco_json(
     if len(detections) != len(image_ids):
         raise ValueError(f"got detections for {len(detections)} images and {len(image_ids)} image ids")
     categories = _category_map(label_to_category_id)
-    num_labels = max(categories, default=-1) + 1
     records = []
     for i, (det, image_id) in enumerate(zip(detections, image_ids, strict=True)):
-        boxes, scores, labels = read_detections(i, det, num_labels)
+        boxes, scores, labels = read_detections(i, det, None)  # labels are checked against the map
         missing = set(labels.tolist()) - categories.keys()
         if missing:
             raise ValueError(f"detections[{i}]: labels {sorted(missing)} have no COCO category id")
