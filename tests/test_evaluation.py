@@ -6,6 +6,7 @@ checked against a deliberately plain re-implementation of the devkit loop writte
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -131,6 +132,11 @@ def test_voc_empty_inputs():
     r = voc_evaluate([], [], ["a"])
     assert math.isnan(r["map_area"])
     r = voc_evaluate([dets([], [], [])], [gts([A], [0])], ["a"])
+    assert r["ap_area"]["a"] == 0.0
+    # Without "+1", a point box on a point GT has IoU 0/0: no match (and no warning).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = voc_evaluate([dets([[5, 5, 5, 5]], [1.0], [0])], [gts([[5, 5, 5, 5]], [0])], ["a"], legacy_plus_one=False)
     assert r["ap_area"]["a"] == 0.0
 
 

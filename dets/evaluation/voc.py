@@ -67,7 +67,9 @@ def box_iou(a: np.ndarray, b: np.ndarray, legacy_plus_one: bool = True) -> np.nd
     inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
     area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
     area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    # Two empty boxes without "+1" give 0/0 = NaN, which is never above a threshold.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def _best_gt_per_detection(det_boxes, det_labels, gt_boxes, gt_labels, legacy_plus_one):
