@@ -5,13 +5,21 @@ import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from dets.data import build_dataset
 from dets.data.transforms import ttfnet_test
-from dets.evaluation import coco_evaluate, format_report, voc_evaluate, write_coco_detections
+from dets.evaluation import (
+    coco_evaluate,
+    detections_to_coco_json,
+    format_coco_report,
+    format_voc_report,
+    voc_evaluate,
+    write_coco_json,
+)
 from dets.models import build_detector
-from dets.visualize import draw_detections
+from dets.visualize import draw_detections, save_image
 
 from .checkpoint import checkpoint_path, dataset_dirname, load_checkpoint
 from .inference import run_inference
@@ -56,23 +64,29 @@ def main(args) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = path.stem
     image_ids = [dataset.image_id(i) for i in range(len(dataset))]
-    label_to_category = getattr(dataset, "label_to_category_id", None)
-    json_path = write_coco_detections(out_dir / f"detections_{tag}.json", detections, image_ids, label_to_category)
+    # VOC-layout data has no category ids: number the classes from 1, as COCO does.
+    label_to_category = getattr(dataset, "label_to_category_id", None) or list(range(1, len(class_names) + 1))
+    json_path = write_coco_json(detections_to_coco_json(detections, image_ids, label_to_category),
+                                out_dir / f"detections_{tag}.json")
 
     results = {"images_per_s": images_per_s, "detections_json": str(json_path)}
     if getattr(dataset, "coco", None) is not None:
         results["coco"] = coco_evaluate(detections, dataset.coco, image_ids, label_to_category)
     results["voc"] = voc_evaluate(detections, ground_truths, class_names)
-    print(format_report(results, class_names))
+    print(format_voc_report(results["voc"]))
+    if "coco" in results:
+        print(format_coco_report(results["coco"]))
     print(f"dets: {images_per_s:.2f} images/s (model + decoding), detections in {json_path}")
 
     if args.vis:
         vis_dir = out_dir / f"vis_{tag}"
         vis_dir.mkdir(exist_ok=True)
         for i, det in enumerate(detections):
-            keep = det["scores"] >= VIS_SCORE
-            draw_detections(dataset.image_path(i), {k: v[keep] for k, v in det.items()}, class_names,
-                            vis_dir / f"{Path(dataset.image_path(i)).stem}.jpg")
+            with Image.open(dataset.image_path(i)) as image:
+                original = image.convert("RGB")
+            picture = draw_detections(original, det["boxes"], det["labels"], det["scores"],
+                                      class_names, score_threshold=VIS_SCORE)
+            save_image(picture, vis_dir / f"{Path(dataset.image_path(i)).stem}.jpg")
         print(f"dets: pictures of the detections in {vis_dir}")
         results["vis_dir"] = str(vis_dir)
     (out_dir / f"results_{tag}.json").write_text(json.dumps(_jsonable(results), indent=2))
