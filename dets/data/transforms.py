@@ -81,9 +81,13 @@ def _randint(high: int, generator) -> int:
     return int(torch.randint(high, (), generator=generator).item())
 
 
+def _clip(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return boxes.clamp(min=0).minimum(boxes.new_tensor([width, height, width, height]))
+
+
 def _clip_and_drop(boxes: torch.Tensor, labels: torch.Tensor, height: int, width: int):
     """Clip boxes to the image and drop those left with no area."""
-    boxes = boxes.clamp(min=0).minimum(boxes.new_tensor([width, height, width, height]))
+    boxes = _clip(boxes, height, width)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return boxes[keep], labels[keep]
 
@@ -138,7 +142,8 @@ class Resize:
         return replace(
             sample,
             image=image,
-            boxes=sample.boxes * sample.boxes.new_tensor([fx, fy, fx, fy]),
+            # Clipped because W * (W' / W) can round to a hair above W'.
+            boxes=_clip(sample.boxes * sample.boxes.new_tensor([fx, fy, fx, fy]), height, width),
             scale=(sy * fy, sx * fx),
             offset=(ty * fy, tx * fx),
         )
@@ -211,12 +216,11 @@ class PhotometricDistortion:
 def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     """[3, H, W] RGB in [0, 1] -> [3, H, W] (hue in degrees [0, 360), saturation, value in [0, 1])."""
     r, g, b = rgb
-    value, argmax = rgb.max(0)
-    delta = value - rgb.min(0).values
+    # Elementwise max/min: a reduction over the leading dim of [3, H, W] is far slower on CPU.
+    value = torch.maximum(torch.maximum(r, g), b)
+    delta = value - torch.minimum(torch.minimum(r, g), b)
     safe = delta.clamp(min=1e-12)
-    hue = torch.where(
-        argmax == 0, ((g - b) / safe) % 6, torch.where(argmax == 1, (b - r) / safe + 2, (r - g) / safe + 4)
-    )
+    hue = torch.where(r == value, ((g - b) / safe) % 6, torch.where(g == value, (b - r) / safe + 2, (r - g) / safe + 4))
     hue = torch.where(delta > 0, hue * 60, torch.zeros_like(hue))
     saturation = torch.where(value > 0, delta / value.clamp(min=1e-12), torch.zeros_like(value))
     return torch.stack([hue, saturation, value])
@@ -265,21 +269,23 @@ class Expand:
         return f"Expand(ratio={self.ratio}, p={self.p})"
 
 
-def _iou_with(patch: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """IoU [M] of one box [4] with boxes [M, 4]."""
-    lt = torch.maximum(patch[:2], boxes[:, :2])
-    rb = torch.minimum(patch[2:], boxes[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=1)
-    area = (boxes[:, 2:] - boxes[:, :2]).prod(dim=1)
-    return inter / ((patch[2:] - patch[:2]).prod() + area - inter)
+def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU [N, M] of boxes a [N, 4] with boxes b [M, 4]."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(dim=1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(dim=1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 class MinIoURandomCrop:
     """SSD's random crop. Repeatedly pick a mode from {keep the image, min IoU 0.1, 0.3, 0.5, 0.7,
-    0.9, any}; for a min-IoU mode try ``trials`` patches with sides U(min_crop, 1) of the image's
-    and aspect h/w in [0.5, 2], accepting the first whose IoU with every box is >= the minimum and
-    which contains at least one box centre. Boxes whose centre is outside the patch are dropped,
-    the rest clipped to it. An image without boxes is returned unchanged.
+    0.9, any}; for a min-IoU mode draw ``trials`` patches with sides U(min_crop, 1) of the
+    image's, integer corners and aspect h/w in [0.5, 2], and take the first whose IoU with every
+    box is >= the minimum and which contains at least one box centre (strictly inside). Boxes
+    whose centre is outside the patch are dropped, the rest clipped to it. An image without
+    boxes is returned unchanged.
     """
 
     def __init__(self, min_ious=(0.1, 0.3, 0.5, 0.7, 0.9), min_crop: float = 0.3, trials: int = 50):
@@ -288,7 +294,7 @@ class MinIoURandomCrop:
         self.trials = trials
 
     def __call__(self, sample: Sample, generator=None) -> Sample:
-        boxes = sample.boxes
+        boxes = sample.boxes.double()
         if len(boxes) == 0:
             return sample
         height, width = sample.height, sample.width
@@ -298,27 +304,26 @@ class MinIoURandomCrop:
             min_iou = self.modes[_randint(len(self.modes), generator)]
             if min_iou is None:
                 return sample
-            for _ in range(self.trials):
-                new_w = _uniform(self.min_crop * width, width, generator)
-                new_h = _uniform(self.min_crop * height, height, generator)
-                if not 0.5 <= new_h / new_w <= 2:
-                    continue
-                left = int(_uniform(0, width - new_w, generator))
-                top = int(_uniform(0, height - new_h, generator))
-                patch = boxes.new_tensor([left, top, left + int(new_w), top + int(new_h)])
-                if patch[2] <= patch[0] or patch[3] <= patch[1]:
-                    continue
-                if _iou_with(patch, boxes).min() < min_iou:
-                    continue
-                inside = (centres > patch[:2]).all(dim=1) & (centres < patch[2:]).all(dim=1)
-                if not inside.any():
-                    continue
-                return self._crop(sample, inside, patch)
+            # All trials at once: u[:, 0:2] pick the size, u[:, 2:4] the position.
+            u = torch.rand(self.trials, 4, generator=generator, dtype=torch.float64)
+            size = (self.min_crop + (1 - self.min_crop) * u[:, :2]) * boxes.new_tensor([width, height])
+            corner = (u[:, 2:] * (boxes.new_tensor([width, height]) - size)).floor()
+            patches = torch.cat([corner, corner + size.floor()], dim=1)
+            ok = (size[:, 1] >= 0.5 * size[:, 0]) & (size[:, 1] <= 2 * size[:, 0])
+            ok &= (patches[:, 2:] > patches[:, :2]).all(dim=1)
+            ok &= _box_iou(patches, boxes).min(dim=1).values >= min_iou
+            inside = (centres[None] > patches[:, None, :2]).all(dim=2) & (centres[None] < patches[:, None, 2:]).all(
+                dim=2
+            )
+            ok &= inside.any(dim=1)
+            if ok.any():
+                first = int(ok.nonzero()[0])
+                return self._crop(sample, inside[first], patches[first])
 
     @staticmethod
     def _crop(sample: Sample, inside: torch.Tensor, patch: torch.Tensor) -> Sample:
         left, top, right, bottom = (int(v) for v in patch.tolist())
-        boxes = sample.boxes[inside] - patch.new_tensor([left, top, left, top])
+        boxes = sample.boxes[inside] - sample.boxes.new_tensor([left, top, left, top])
         boxes, labels = _clip_and_drop(boxes, sample.labels[inside], bottom - top, right - left)
         ty, tx = sample.offset
         return replace(
