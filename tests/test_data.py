@@ -357,9 +357,12 @@ def _make_coco(root: Path, annotations=None) -> tuple[str, str]:
 
 def test_small_voc_and_coco(tmp_path):
     voc = _make_voc(
-        tmp_path / "voc", {"a": [("dog", (1, 1, 10, 5)), ("cat", (3, 3, 3, 9))], "b": []}, {"s": ["a", "b"]}
+        tmp_path / "voc",
+        {"a": [("dog", (1, 1, 10, 5)), ("cat", (3, 3, 3, 9)), ("dog", (31, 1, 40, 5))], "b": []},
+        {"s": ["a", "b"]},
     )
-    with pytest.warns(UserWarning, match="dropped 1 boxes"):
+    # The 1-pixel-wide click and the box beyond the right edge (the image is 30 wide) go.
+    with pytest.warns(UserWarning, match="dropped 2 boxes"):
         ds = VOCDetection(str(voc), "s")
     assert ds.class_names == ["cat", "dog"] and len(ds) == 2  # a dropped box still names a class
     ann = ds.annotations(0)

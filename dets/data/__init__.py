@@ -23,8 +23,12 @@ Build a dataset by name (``build_dataset``, names in ``dets.data.datasets``) or 
     ds.image_path(i) -> str, ds.image_id(i) -> int
 
 Coordinates: VOC's 1-based inclusive (xmin, ymin, xmax, ymax) become (xmin - 1, ymin - 1, xmax,
-ymax); COCO's (x, y, w, h) become (x, y, x + w, y + h). Zero-size boxes are dropped with a
-warning.
+ymax); COCO's (x, y, w, h) become (x, y, x + w, y + h). Boxes are clipped to the image; those
+left with no area are dropped with a warning.
+
+Errors: a missing or malformed file raises an error naming it, when the dataset is built
+(missing images, XML/JSON problems, split ids without XML) or when the item is loaded
+(unreadable image, image size different from the annotation's).
 
 ``collate`` pads a batch at the bottom/right with zeros to a multiple of 32 and returns
 (images [B, 3, H, W], list of targets). Transforms and presets (``ttfnet_train``,

@@ -1,7 +1,8 @@
 """COCO instances JSON (read with pycocotools).
 
 Boxes: COCO's ``[x, y, w, h]`` (0-based, continuous) become xyxy ``(x, y, x + w, y + h)``, clipped
-to the image; boxes with ``w <= 0`` or ``h <= 0`` are dropped with one warning giving the count.
+to the image; boxes left with no area (``w <= 0``, ``h <= 0`` or wholly outside) are dropped with
+one warning giving the count.
 Labels: category ids sorted ascending map to 0, 1, 2, ...; ``category_ids[label]`` maps back
 (needed to write detections in COCO form). Every image listed in the JSON is kept, also those
 without annotations (their targets are empty).
@@ -47,7 +48,7 @@ class COCODetection(DetectionDataset):
         with contextlib.redirect_stdout(io.StringIO()):
             try:
                 self.coco = COCO(annotation_file)
-            except (ValueError, KeyError, TypeError) as error:
+            except (ValueError, KeyError, TypeError, AssertionError) as error:
                 raise ValueError(f"malformed COCO annotation file {annotation_file}: {error!r}") from None
         categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
         self.category_ids = [c["id"] for c in categories]
@@ -77,12 +78,13 @@ class COCODetection(DetectionDataset):
             height, width = int(info["height"]), int(info["width"])
             anns = self.coco.imgToAnns.get(image_id, [])
             xywh = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
-            valid = (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
+            boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+            boxes = boxes.clip(0, [width, height, width, height])
+            valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
             dropped += int((~valid).sum())
-            boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)[valid]
             self._paths.append(path)
             self._sizes.append((height, width))
-            self._boxes.append(boxes.clip(0, [width, height, width, height]).astype(np.float32))
+            self._boxes.append(boxes[valid].astype(np.float32))
             self._labels.append(np.array([label_of[a["category_id"]] for a in anns], dtype=np.int64)[valid])
             self._crowd.append(np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)[valid])
         if dropped:

@@ -28,6 +28,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class Sample:
+    """An image with its boxes, as the transforms pass it along (fields in the module docstring).
+
+    ``image`` may be given as a PIL image (converted to float32 [3, H, W] RGB 0..255), boxes and
+    labels as anything ``torch.as_tensor`` takes.
+    """
+
     image: torch.Tensor
     boxes: torch.Tensor
     labels: torch.Tensor

@@ -7,7 +7,7 @@ without a "+1" on these boxes equals the devkit's IoU with "+1" on the XML numbe
 
 A box with ``xmax <= xmin`` or ``ymax <= ymin`` in the XML is dropped (with one warning giving
 the count): annotation tools write a stray click as such a box, and it marks no object.
-Boxes are clipped to the image size given in the XML.
+Boxes are clipped to the image size given in the XML; one left with no area is dropped too.
 """
 
 import os
@@ -157,15 +157,15 @@ class VOCDetection(DetectionDataset):
             if unknown:
                 raise ValueError(f"{xml}: class {unknown[0]!r} is not one of {self.class_names}")
             raw = p["boxes"]
+            height, width = size
+            boxes = (raw - np.array([1.0, 1.0, 0.0, 0.0])).clip(0, [width, height, width, height])
             valid = (raw[:, 2] > raw[:, 0]) & (raw[:, 3] > raw[:, 1])
+            valid &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not wholly outside
             if not valid.all():
                 dropped.append((xml, int((~valid).sum())))
-            boxes = raw[valid] - np.array([1.0, 1.0, 0.0, 0.0])
-            height, width = size
-            boxes = boxes.clip(0, [width, height, width, height])
             self._paths.append(path)
             self._sizes.append(size)
-            self._boxes.append(boxes.astype(np.float32))
+            self._boxes.append(boxes[valid].astype(np.float32))
             self._labels.append(np.array([label_of[n] for n, v in zip(p["names"], valid, strict=True) if v]))
             self._difficult.append(p["difficult"][valid])
         if dropped:
