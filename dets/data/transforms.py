@@ -318,9 +318,8 @@ class MinIoURandomCrop:
             ok = (size[:, 1] >= 0.5 * size[:, 0]) & (size[:, 1] <= 2 * size[:, 0])
             ok &= (patches[:, 2:] > patches[:, :2]).all(dim=1)
             ok &= _box_iou(patches, boxes).min(dim=1).values >= min_iou
-            inside = (centres[None] > patches[:, None, :2]).all(dim=2) & (centres[None] < patches[:, None, 2:]).all(
-                dim=2
-            )
+            after_start = (centres[None] > patches[:, None, :2]).all(dim=2)
+            inside = after_start & (centres[None] < patches[:, None, 2:]).all(dim=2)  # [trials, M]
             ok &= inside.any(dim=1)
             if ok.any():
                 first = int(ok.nonzero()[0])
