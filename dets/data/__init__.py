@@ -10,7 +10,7 @@ Build a dataset by name (``build_dataset``, names in ``dets.data.datasets``) or 
         target  dict:
             boxes      float32 [M, 4] xyxy in the transformed image's pixels (0-based, continuous)
             labels     int64 [M], 0-based, no background class
-            image_id   int (VOC: the position in the split; COCO: the COCO image id)
+            image_id   int (VOC and concatenations: the position; COCO: the COCO image id)
             orig_size  (h, w) of the image on disk
             size       (h, w) of the transformed image (before padding)
             scale      (sy, sx), offset (ty, tx), flipped bool: x_now = tx + sx * x_orig
@@ -23,8 +23,9 @@ Build a dataset by name (``build_dataset``, names in ``dets.data.datasets``) or 
     ds.image_path(i) -> str, ds.image_id(i) -> int
 
 Coordinates: VOC's 1-based inclusive (xmin, ymin, xmax, ymax) become (xmin - 1, ymin - 1, xmax,
-ymax); COCO's (x, y, w, h) become (x, y, x + w, y + h). Boxes are clipped to the image; those
-left with no area are dropped with a warning.
+ymax), so IoU without "+1" on them equals the VOC devkit's IoU with "+1"; COCO's (x, y, w, h)
+become (x, y, x + w, y + h). Boxes are clipped to the image; those left with no area, and VOC
+boxes written with xmax <= xmin or ymax <= ymin, are dropped with a warning giving the count.
 
 Errors: a missing or malformed file raises an error naming it, when the dataset is built
 (missing images, XML/JSON problems, split ids without XML) or when the item is loaded
