@@ -21,8 +21,10 @@ from dets.data import (
     collate,
     generate_shapes,
     shapes,
+    ttfnet_test,
     ttfnet_train,
     two_stage_test,
+    two_stage_train,
 )
 from dets.data import datasets as datasets_module
 from dets.data.transforms import (
@@ -168,7 +170,7 @@ def test_shapes_idempotent_and_atomic(tmp_path, monkeypatch):
     stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
     assert generate_shapes(str(root), num_train=2, num_test=1, image_size=32) == str(root)
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == stamps and _tree_bytes(root) == first
-    with pytest.raises(ValueError, match="other arguments|not \\{"):
+    with pytest.raises(ValueError, match="made with"):
         generate_shapes(str(root), num_train=3, num_test=1, image_size=32)
     (tmp_path / "junk").mkdir()
     with pytest.raises(FileExistsError, match="junk"):
@@ -229,6 +231,10 @@ def test_resize_hand_computed():
     out = Resize((32, 64))(sample)
     assert out.image.shape == (3, 32, 64) and out.scale == (0.8, 64 / 60)
     torch.testing.assert_close(out.boxes, torch.tensor([[6.4, 3.2, 32, 32]]))
+    # The presets' sizes: TTFNet ignores the aspect ratio, the two-stage ones keep it.
+    assert ttfnet_test((64, 96))(sample).image.shape == (3, 64, 96)
+    resized = two_stage_train(min_size=20, max_size=100)(sample, torch.Generator().manual_seed(0))
+    assert resized.image.shape == (3, 20, 30)
     # A constant image stays constant.
     assert torch.allclose(Resize(13)(Sample(torch.full((3, 40, 60), 7.0), [], [])).image, torch.tensor(7.0))
 
