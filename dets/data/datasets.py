@@ -37,7 +37,7 @@ def build_dataset(name: str, split: str, data_dir: str = "data", transforms=None
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     train = split == "train"
-    if name == "pascal_voc" or name == "pascal_voc_0712":
+    if name in ("pascal_voc", "pascal_voc_0712"):
         if not train:
             return VOCDetection(_voc_root(data_dir, "2007"), "test", VOC_CLASSES, transforms)
         if name == "pascal_voc":
