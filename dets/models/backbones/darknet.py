@@ -1,0 +1,61 @@
+"""DarkNet-53 in TTFNet's layout (YOLOv3's trunk): a 3×3 stem, then five stages of a
+stride-2 3×3 conv followed by residual blocks (1×1 to C/2, 3×3 back to C); every conv is
+conv + BN + LeakyReLU(0.1)."""
+
+from torch import nn
+
+from ..layers import conv_bn_act, freeze, freeze_batch_norm
+
+STAGES = ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4))
+
+
+def _leaky():
+    return nn.LeakyReLU(0.1, inplace=True)
+
+
+class DarkBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = conv_bn_act(channels, channels // 2, 1, act=_leaky())
+        self.conv2 = conv_bn_act(channels // 2, channels, 3, act=_leaky())
+
+    def forward(self, x):
+        return x + self.conv2(self.conv1(x))
+
+
+class DarkNet53(nn.Module):
+    """Returns the outputs of stages 2..5 (strides 4, 8, 16, 32; 128, 256, 512, 1024 channels).
+
+    Args:
+        frozen_stages: -1 trains everything; 0 freezes the stem; k >= 1 also stages 1..k.
+        frozen_bn: replace every BatchNorm by FrozenBatchNorm2d.
+    """
+
+    def __init__(self, frozen_stages: int = -1, frozen_bn: bool = False):
+        super().__init__()
+        self.stem = conv_bn_act(3, 32, 3, act=_leaky())
+        channels = 32
+        for i, (out, blocks) in enumerate(STAGES):
+            layers = [conv_bn_act(channels, out, 3, stride=2, act=_leaky())]
+            layers += [DarkBlock(out) for _ in range(blocks)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+            channels = out
+        self.out_channels = [c for c, _ in STAGES[1:]]
+        self.out_strides = [4, 8, 16, 32]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, a=0.1, mode="fan_out", nonlinearity="leaky_relu")
+        if frozen_stages >= 0:
+            freeze(self.stem)
+        for i in range(1, min(frozen_stages, len(STAGES)) + 1):
+            freeze(getattr(self, f"layer{i}"))
+        if frozen_bn:
+            freeze_batch_norm(self)
+
+    def forward(self, x):
+        x = self.layer1(self.stem(x))
+        features = []
+        for i in range(2, len(STAGES) + 1):
+            x = getattr(self, f"layer{i}")(x)
+            features.append(x)
+        return features

@@ -1,0 +1,98 @@
+"""Small building blocks shared by the models."""
+
+import torch
+from torch import nn
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with fixed statistics and affine parameters (buffers, not parameters).
+
+    Holds the same state-dict keys as ``nn.BatchNorm2d`` (``num_batches_tracked`` is
+    accepted and ignored when loading), so ImageNet checkpoints load into it unchanged.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d below `module` by a FrozenBatchNorm2d with its statistics."""
+    if isinstance(module, nn.BatchNorm2d):
+        frozen = FrozenBatchNorm2d(module.num_features, module.eps)
+        if module.affine:
+            frozen.weight.copy_(module.weight.detach())
+            frozen.bias.copy_(module.bias.detach())
+        if module.track_running_stats:
+            frozen.running_mean.copy_(module.running_mean)
+            frozen.running_var.copy_(module.running_var)
+        return frozen
+    for name, child in module.named_children():
+        replacement = freeze_batch_norm(child)
+        if replacement is not child:
+            setattr(module, name, replacement)
+    return module
+
+
+def freeze(module: nn.Module) -> None:
+    """Stop gradients to every parameter of `module` and keep its BatchNorms in eval mode."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    freeze_batch_norm(module)
+
+
+def load_checkpoint_weights(model: nn.Module, path: str, drop_prefixes: tuple[str, ...] = ()) -> list[str]:
+    """Load a user's checkpoint (e.g. ImageNet weights) into `model`, non-strictly.
+
+    Accepts a bare state dict or one nested under "state_dict"/"model"; strips a
+    DistributedDataParallel "module." prefix; drops keys starting with `drop_prefixes`
+    (e.g. a classifier). Keys whose shapes differ are an error naming them. Returns the
+    model's keys that the file did not provide.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"pretrained weights not found: {path}") from None
+    except Exception as exc:
+        raise RuntimeError(f"cannot read pretrained weights from {path}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise RuntimeError(f"{path} does not hold a state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if mismatched:
+        raise RuntimeError(f"{path}: shapes differ from the model for {mismatched[:5]}")
+    matched = [k for k in state if k in own]
+    if not matched:
+        raise RuntimeError(f"{path}: none of its {len(state)} keys match the model")
+    result = model.load_state_dict(state, strict=False)
+    return [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+
+
+def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, act: nn.Module | None = None):
+    """Conv (no bias) + BatchNorm + activation (ReLU unless given)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        act if act is not None else nn.ReLU(inplace=True),
+    )

@@ -1,0 +1,49 @@
+"""Losses of the anchor-free heads (CornerNet/CenterNet/TTFNet)."""
+
+import torch
+
+
+def heatmap_focal_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """CornerNet's penalty-reduced focal loss on a Gaussian heatmap.
+
+    Args:
+        logits: [B, C, H, W] raw scores; probabilities are sigmoid(logits) clamped to [eps, 1 - eps].
+        target: [B, C, H, W] in [0, 1]; exactly 1 at object centres (the positives).
+
+    Returns:
+        scalar: -(sum over positives of (1-p)^2 log p + sum over negatives of
+        (1-t)^4 p^2 log(1-p)) / max(number of positives, 1).
+    """
+    p = torch.sigmoid(logits.float()).clamp(eps, 1 - eps)
+    target = target.float()
+    pos = target.eq(1).float()
+    neg = 1.0 - pos
+    pos_loss = (1 - p).pow(2) * torch.log(p) * pos
+    neg_loss = (1 - target).pow(4) * p.pow(2) * torch.log(1 - p) * neg
+    num_pos = pos.sum()
+    return -(pos_loss.sum() + neg_loss.sum()) / num_pos.clamp(min=1.0)
+
+
+def giou_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, plus_one: bool = True) -> torch.Tensor:
+    """Weighted mean of 1 - GIoU (Rezatofighi et al. 2019).
+
+    Args:
+        pred, target: [N, 4] boxes (x1, y1, x2, y2).
+        weight: [N] non-negative; the result is sum(w * (1 - giou)) / (sum(w) + 1e-4).
+        plus_one: TTFNet's pixel convention (widths x2 - x1 + 1), kept for parity with its weights.
+    """
+    one = 1.0 if plus_one else 0.0
+    pred, target = pred.float(), target.float()
+    lt = torch.maximum(pred[:, :2], target[:, :2])
+    rb = torch.minimum(pred[:, 2:], target[:, 2:])
+    wh = (rb - lt + one).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    area_p = (pred[:, 2] - pred[:, 0] + one) * (pred[:, 3] - pred[:, 1] + one)
+    area_t = (target[:, 2] - target[:, 0] + one) * (target[:, 3] - target[:, 1] + one)
+    union = area_p + area_t - inter
+    enclose_wh = (torch.maximum(pred[:, 2:], target[:, 2:]) - torch.minimum(pred[:, :2], target[:, :2]) + one).clamp(
+        min=0
+    )
+    enclose = enclose_wh[:, 0] * enclose_wh[:, 1]
+    giou = inter / union.clamp(min=1e-6) - (enclose - union) / enclose.clamp(min=1e-6)
+    return ((1 - giou) * weight).sum() / (weight.sum() + 1e-4)

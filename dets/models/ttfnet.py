@@ -1,0 +1,82 @@
+"""TTFNet: backbone → TTFHead → (Gaussian heatmap, box distances); trained with the
+penalty-reduced focal loss and a GIoU loss weighted by the Gaussian regression weights;
+decoded by 3×3 peak picking and top-k (no IoU NMS). Targets and decoding run as dets.ops
+kernels on the model's device."""
+
+import torch
+from torch import nn
+
+from dets.ops import ttf_decode, ttf_targets
+
+from .losses import giou_loss, heatmap_focal_loss
+
+
+class TTFNet(nn.Module):
+    """Args:
+    backbone: returns four maps at strides 4, 8, 16, 32 and has ``out_channels``.
+    head: a TTFHead over those maps.
+    num_classes: foreground classes.
+    down_ratio: output stride of the head (4).
+    alpha: Gaussian size relative to the box (TTFNet's alpha = beta = 0.54).
+    area_process: how box area becomes the regression weight ("log" in the paper).
+    hm_weight, wh_weight: loss weights (1 and 5 in the paper).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, num_classes: int, down_ratio: int = 4,
+                 alpha: float = 0.54, area_process: str = "log", hm_weight: float = 1.0, wh_weight: float = 5.0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.num_classes = num_classes
+        self.down_ratio = down_ratio
+        self.alpha = alpha
+        self.area_process = area_process
+        self.hm_weight = hm_weight
+        self.wh_weight = wh_weight
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, 3, H, W] (H, W multiples of 32) → heatmap logits [B, C, H/4, W/4] and
+        box distances [B, 4, H/4, W/4] in input pixels."""
+        return self.head(self.backbone(images))
+
+    def loss(self, outputs, targets: list[dict]) -> dict[str, torch.Tensor]:
+        """targets: per image, 'boxes' [M, 4] xyxy input pixels and 'labels' [M] (0-based)."""
+        hm, wh = outputs
+        height, width = hm.shape[-2:]
+        hm_target, box_target, reg_weight = ttf_targets(
+            [t["boxes"].to(hm.device) for t in targets],
+            [t["labels"].to(hm.device) for t in targets],
+            self.num_classes,
+            (height, width),
+            down_ratio=self.down_ratio,
+            alpha=self.alpha,
+            area_process=self.area_process,
+        )
+        loss_hm = heatmap_focal_loss(hm, hm_target)
+
+        ys = torch.arange(height, device=wh.device, dtype=wh.dtype) * self.down_ratio
+        xs = torch.arange(width, device=wh.device, dtype=wh.dtype) * self.down_ratio
+        ys, xs = torch.meshgrid(ys, xs, indexing="ij")
+        left, top, right, bottom = wh.unbind(1)
+        pred_boxes = torch.stack([xs - left, ys - top, xs + right, ys + bottom], dim=-1)  # [B, H, W, 4]
+        weight = reg_weight[:, 0]
+        on = weight > 0
+        loss_wh = giou_loss(pred_boxes[on], box_target.permute(0, 2, 3, 1)[on], weight[on])
+        loss_hm, loss_wh = self.hm_weight * loss_hm, self.wh_weight * loss_wh
+        return {"loss": loss_hm + loss_wh, "loss_hm": loss_hm, "loss_wh": loss_wh}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
+        """Detections per image in input pixels: dicts of 'boxes' [D, 4], 'scores' [D], 'labels' [D]."""
+        hm, wh = self(images)
+        boxes, scores, labels = ttf_decode(torch.sigmoid(hm.float()), wh.float(), k=max_per_image,
+                                           down_ratio=self.down_ratio)
+        height, width = images.shape[-2:]
+        results = []
+        for b, s, lab in zip(boxes, scores, labels, strict=True):
+            keep = s > score_thr
+            b = b[keep]
+            b = torch.stack([b[:, 0].clamp(0, width), b[:, 1].clamp(0, height), b[:, 2].clamp(0, width),
+                             b[:, 3].clamp(0, height)], dim=1)
+            results.append({"boxes": b, "scores": s[keep], "labels": lab[keep]})
+        return results
