@@ -5,7 +5,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from dets.data import collate, to_original
+from dets.data import boxes_to_original, collate
 
 
 @torch.no_grad()
@@ -32,7 +32,7 @@ def run_inference(model, dataset, device: torch.device, batch_size: int = 1, num
         model_seconds += time.perf_counter() - start
         for result, target in zip(results, targets, strict=True):
             detections.append({
-                "boxes": to_original(result["boxes"].cpu(), target),
+                "boxes": boxes_to_original(result["boxes"].cpu(), target),
                 "scores": result["scores"].cpu(),
                 "labels": result["labels"].cpu(),
             })

@@ -65,14 +65,15 @@ def main(args) -> dict:
     tag = path.stem
     image_ids = [dataset.image_id(i) for i in range(len(dataset))]
     # VOC-layout data has no category ids: number the classes from 1, as COCO does.
-    label_to_category = getattr(dataset, "label_to_category_id", None) or list(range(1, len(class_names) + 1))
+    label_to_category = getattr(dataset, "category_ids", None) or list(range(1, len(class_names) + 1))
     json_path = write_coco_json(detections_to_coco_json(detections, image_ids, label_to_category),
                                 out_dir / f"detections_{tag}.json")
 
     results = {"images_per_s": images_per_s, "detections_json": str(json_path)}
     if getattr(dataset, "coco", None) is not None:
         results["coco"] = coco_evaluate(detections, dataset.coco, image_ids, label_to_category)
-    results["voc"] = voc_evaluate(detections, ground_truths, class_names)
+    # dets.data already turned VOC's 1-based inclusive pixels into 0-based xyxy, so no "+1" here.
+    results["voc"] = voc_evaluate(detections, ground_truths, class_names, legacy_plus_one=False)
     print(format_voc_report(results["voc"]))
     if "coco" in results:
         print(format_coco_report(results["coco"]))

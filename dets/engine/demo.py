@@ -1,0 +1,51 @@
+"""Draw a trained detector's detections on every image of a folder (demo.py)."""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from dets.data.image_folder import ImageFolder
+from dets.data.transforms import ttfnet_test
+from dets.visualize import draw_detections, save_image
+
+from .args import test_parser
+from .inference import run_inference
+from .test import load_model
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    parser = test_parser()
+    parser.description = "Draw a trained detector's detections on the images of a folder"
+    parser.add_argument("--image_dir", required=True, help="folder of images to run the detector on")
+    parser.set_defaults(output_dir="output/demo", score_thr=0.3)
+    return parser
+
+
+def main(args) -> list[Path]:
+    if args.cuda and not torch.cuda.is_available():
+        sys.exit("--cuda given but no GPU is visible")
+    device = torch.device("cuda" if args.cuda else "cpu")
+    model, class_names, train_args, path = load_model(args, device)
+    input_size = args.input_size or train_args.get("input_size", 512)
+    images = ImageFolder(args.image_dir, class_names, transforms=ttfnet_test(input_size))
+    detections, images_per_s = run_inference(model, images, device, args.bs, args.nw, args.max_per_image,
+                                             args.score_thr)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, det in enumerate(detections):
+        with Image.open(images.image_path(i)) as image:
+            original = image.convert("RGB")
+        picture = draw_detections(original, det["boxes"], det["labels"], det["scores"], class_names,
+                                  score_threshold=args.score_thr)
+        written.append(save_image(picture, out_dir / f"{Path(images.image_path(i)).stem}.jpg"))
+        print(f"{images.image_path(i)}: {len(det['scores'])} detections → {written[-1]}")
+    print(f"dets: {len(written)} pictures in {out_dir} ({images_per_s:.2f} images/s)")
+    return written
+
+
+def cli(argv=None) -> None:
+    main(demo_parser().parse_args(argv))
