@@ -97,8 +97,8 @@ def test_ttfnet_output_shapes(net):
     assert hm.shape == (2, 3, size // 4, size // 4)
     assert wh.shape == (2, 4, size // 4, size // 4)
     assert (wh >= 0).all()
-    # The prior-probability bias: every heatmap starts near 0.01.
-    assert abs(torch.sigmoid(hm).mean().item() - 0.01) < 0.005
+    # The prior-probability bias: sigmoid(bias) = 0.01, i.e. bias = -log(99).
+    torch.testing.assert_close(model.head.hm[-1].bias, torch.full((3,), -math.log(99.0)))
 
 
 def test_unknown_net_is_named():
