@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -99,8 +100,10 @@ def _jsonable(value):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and value != value:
         return None
     return value
