@@ -38,18 +38,50 @@ def test_train_resume_test_round_trip(tiny_voc, tmp_path):
     first = torch.load(models[0], weights_only=False)
     assert first["epoch"] == 1 and first["class_names"] and "optimizer" in first and "scheduler" in first
 
-    out = run(str(ROOT / "train.py"), *common, "--epochs", "2", "--max_iters", "2", "--s", "3", "--r",
-              "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2", cwd=tmp_path)
+    out = run(
+        str(ROOT / "train.py"),
+        *common,
+        "--epochs",
+        "2",
+        "--max_iters",
+        "2",
+        "--s",
+        "3",
+        "--r",
+        "--checksession",
+        "3",
+        "--checkepoch",
+        "1",
+        "--checkpoint",
+        "2",
+        cwd=tmp_path,
+    )
     assert "continuing at epoch 2" in out
-    second = torch.load(tmp_path / "models" / "ttfnet_r18" / models[0].parent.name / "ttfnet_r18_3_2_2.pth",
-                        weights_only=False)
+    second = torch.load(
+        tmp_path / "models" / "ttfnet_r18" / models[0].parent.name / "ttfnet_r18_3_2_2.pth", weights_only=False
+    )
     assert second["epoch"] == 2
     # The scheduler went on counting from where the first run stopped.
     assert second["scheduler"]["last_epoch"] == 4
 
-    out = run(str(ROOT / "test_net.py"), "--dataset", tiny_voc, *TINY, "--load_dir", str(tmp_path / "models"),
-              "--checksession", "3", "--checkepoch", "2", "--checkpoint", "2", "--vis",
-              "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
+    out = run(
+        str(ROOT / "test_net.py"),
+        "--dataset",
+        tiny_voc,
+        *TINY,
+        "--load_dir",
+        str(tmp_path / "models"),
+        "--checksession",
+        "3",
+        "--checkepoch",
+        "2",
+        "--checkpoint",
+        "2",
+        "--vis",
+        "--output_dir",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
     assert "mAP" in out and "images/s" in out
     detections = json.loads(next((tmp_path / "out").rglob("detections_*.json")).read_text())
     assert isinstance(detections, list)
@@ -59,17 +91,52 @@ def test_train_resume_test_round_trip(tiny_voc, tmp_path):
 
 def test_resume_from_a_missing_checkpoint_names_it(tiny_voc, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *TINY, "--r",
-                           "--checksession", "9", "--checkepoch", "9", "--checkpoint", "9",
-                           "--save_dir", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "trainval_net.py"),
+            "--dataset",
+            tiny_voc,
+            *TINY,
+            "--r",
+            "--checksession",
+            "9",
+            "--checkepoch",
+            "9",
+            "--checkpoint",
+            "9",
+            "--save_dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode != 0
     assert "ttfnet_r18_9_9_9.pth" in done.stderr
 
 
 def test_ddp_two_cpu_processes(tiny_voc, tmp_path):
-    run("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", str(ROOT / "trainval_net.py"),
-        "--dataset", tiny_voc, *TINY, "--bs", "1", "--epochs", "1", "--max_iters", "2",
-        "--save_dir", str(tmp_path / "models"), cwd=tmp_path)
+    run(
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        str(ROOT / "trainval_net.py"),
+        "--dataset",
+        tiny_voc,
+        *TINY,
+        "--bs",
+        "1",
+        "--epochs",
+        "1",
+        "--max_iters",
+        "2",
+        "--save_dir",
+        str(tmp_path / "models"),
+        cwd=tmp_path,
+    )
     saved = list((tmp_path / "models").rglob("*.pth"))
     assert len(saved) == 1
     state = torch.load(saved[0], weights_only=False)

@@ -157,8 +157,10 @@ def test_ttfnet_loss_decreases_on_one_batch():
 
 def test_ttfnet_loss_with_an_image_without_boxes():
     model = build_detector("ttfnet_r18", num_classes=2)
-    targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
-               {"boxes": torch.tensor([[8.0, 8.0, 40.0, 36.0]]), "labels": torch.tensor([1])}]
+    targets = [
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+        {"boxes": torch.tensor([[8.0, 8.0, 40.0, 36.0]]), "labels": torch.tensor([1])},
+    ]
     losses = model.loss(model(torch.randn(2, 3, 64, 64)), targets)
     assert torch.isfinite(losses["loss"])
 

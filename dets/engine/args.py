@@ -26,16 +26,23 @@ def _positive_int(text: str) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="shapes",
-                        help="pascal_voc, pascal_voc_0712, coco, shapes, voc:ROOT[:TRAIN:TEST] or "
-                             "coco:IMAGES:JSON[:TEST_IMAGES:TEST_JSON]")
+    parser.add_argument(
+        "--dataset",
+        default="shapes",
+        help="pascal_voc, pascal_voc_0712, coco, shapes, voc:ROOT[:TRAIN:TEST] or "
+        "coco:IMAGES:JSON[:TEST_IMAGES:TEST_JSON]",
+    )
     parser.add_argument("--net", default="ttfnet_r18", help="detector, e.g. ttfnet_r18 ttfnet_r34 ttfnet_d53")
     parser.add_argument("--data_dir", default="data", help="where named datasets live")
     parser.add_argument("--cuda", action="store_true", help="run on the GPU")
     parser.add_argument("--nw", type=int, default=2, help="data-loader worker processes")
     parser.add_argument("--bs", type=_positive_int, default=8, help="images per batch (per process)")
-    parser.add_argument("--input_size", type=_positive_int, default=None,
-                        help="network input side in pixels (training default 512; testing: the checkpoint's)")
+    parser.add_argument(
+        "--input_size",
+        type=_positive_int,
+        default=None,
+        help="network input side in pixels (training default 512; testing: the checkpoint's)",
+    )
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -47,9 +54,13 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_dir", default="models", help="where checkpoints go")
     parser.add_argument("--o", dest="optimizer", choices=("sgd", "adam"), default="sgd", help="optimizer")
     parser.add_argument("--lr", type=float, default=None, help="base learning rate (sgd 0.016, adam 2e-3)")
-    parser.add_argument("--lr_decay_step", type=_epochs, default=None,
-                        help="epochs at whose start the rate is multiplied by --lr_decay_gamma (default: at 3/4 "
-                             "and 11/12 of --epochs)")
+    parser.add_argument(
+        "--lr_decay_step",
+        type=_epochs,
+        default=None,
+        help="epochs after which the rate is multiplied by --lr_decay_gamma, e.g. 9,11 "
+        "(default: 3/4 and 11/12 of --epochs)",
+    )
     parser.add_argument("--lr_decay_gamma", type=float, default=0.1)
     parser.add_argument("--wd", type=float, default=4e-4, help="weight decay")
     parser.add_argument("--warmup_iters", type=int, default=500, help="linear warm-up iterations (from lr/5)")
@@ -61,14 +72,16 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkepoch", type=int, default=1, help="epoch of the checkpoint to resume")
     parser.add_argument("--checkpoint", type=int, default=0, help="step of the checkpoint to resume")
     parser.add_argument("--use_tfb", action="store_true", help="log scalars to TensorBoard")
-    parser.add_argument("--mGPUs", action="store_true",
-                        help="train on every visible GPU (re-launches itself under torchrun)")
+    parser.add_argument(
+        "--mGPUs", action="store_true", help="train on every visible GPU (re-launches itself under torchrun)"
+    )
     parser.add_argument("--pretrained", default=None, help="ImageNet checkpoint for the backbone")
     parser.add_argument("--frozen_stages", type=int, default=-1, help="backbone stages to freeze (-1: none)")
     parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 on GPU, bf16 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max_iters", type=_positive_int, default=None,
-                        help="stop each epoch after this many iterations (smoke tests)")
+    parser.add_argument(
+        "--max_iters", type=_positive_int, default=None, help="stop each epoch after this many iterations (smoke tests)"
+    )
     return parser
 
 

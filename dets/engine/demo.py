@@ -31,16 +31,18 @@ def main(args) -> list[Path]:
     model, class_names, train_args, path = load_model(args, device)
     input_size = args.input_size or train_args.get("input_size", 512)
     images = ImageFolder(args.image_dir, class_names, transforms=ttfnet_test(input_size))
-    detections, images_per_s = run_inference(model, images, device, args.bs, args.nw, args.max_per_image,
-                                             args.score_thr)
+    detections, images_per_s = run_inference(
+        model, images, device, args.bs, args.nw, args.max_per_image, args.score_thr
+    )
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, det in enumerate(detections):
         with Image.open(images.image_path(i)) as image:
             original = image.convert("RGB")
-        picture = draw_detections(original, det["boxes"], det["labels"], det["scores"], class_names,
-                                  score_threshold=args.score_thr)
+        picture = draw_detections(
+            original, det["boxes"], det["labels"], det["scores"], class_names, score_threshold=args.score_thr
+        )
         written.append(save_image(picture, out_dir / f"{Path(images.image_path(i)).stem}.jpg"))
         print(f"{images.image_path(i)}: {len(det['scores'])} detections → {written[-1]}")
     print(f"dets: {len(written)} pictures in {out_dir} ({images_per_s:.2f} images/s)")

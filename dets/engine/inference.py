@@ -9,8 +9,16 @@ from dets.data import boxes_to_original, collate
 
 
 @torch.no_grad()
-def run_inference(model, dataset, device: torch.device, batch_size: int = 1, num_workers: int = 0,
-                  max_per_image: int = 100, score_thr: float = 0.01, progress=None) -> tuple[list[dict], float]:
+def run_inference(
+    model,
+    dataset,
+    device: torch.device,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    max_per_image: int = 100,
+    score_thr: float = 0.01,
+    progress=None,
+) -> tuple[list[dict], float]:
     """Detections for every image of `dataset`, in dataset order.
 
     Returns (detections, images per second): detections[i] holds 'boxes' [D, 4] (xyxy, pixels
@@ -31,11 +39,13 @@ def run_inference(model, dataset, device: torch.device, batch_size: int = 1, num
             torch.cuda.synchronize(device)
         model_seconds += time.perf_counter() - start
         for result, target in zip(results, targets, strict=True):
-            detections.append({
-                "boxes": boxes_to_original(result["boxes"].cpu(), target),
-                "scores": result["scores"].cpu(),
-                "labels": result["labels"].cpu(),
-            })
+            detections.append(
+                {
+                    "boxes": boxes_to_original(result["boxes"].cpu(), target),
+                    "scores": result["scores"].cpu(),
+                    "labels": result["labels"].cpu(),
+                }
+            )
         if progress is not None:
             progress.update(len(targets))
     return detections, len(detections) / model_seconds if model_seconds > 0 else float("nan")

@@ -33,8 +33,9 @@ def load_model(args, device: torch.device):
     if args.weights:
         path = Path(args.weights)
     else:
-        path = checkpoint_path(args.load_dir, args.net, args.dataset, args.checksession, args.checkepoch,
-                               args.checkpoint)
+        path = checkpoint_path(
+            args.load_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
+        )
     state = load_checkpoint(path)
     net = state.get("net", args.net)
     if net != args.net:
@@ -51,15 +52,17 @@ def main(args) -> dict:
     device = torch.device("cuda" if args.cuda else "cpu")
     model, class_names, train_args, path = load_model(args, device)
     input_size = args.input_size or train_args.get("input_size", 512)
-    dataset = build_dataset(args.dataset, args.split or "test", data_dir=args.data_dir,
-                            transforms=ttfnet_test(input_size))
+    dataset = build_dataset(
+        args.dataset, args.split or "test", data_dir=args.data_dir, transforms=ttfnet_test(input_size)
+    )
     if list(dataset.class_names) != list(class_names):
         sys.exit(f"{path} was trained on {class_names}, but {args.dataset} has {list(dataset.class_names)}")
     print(f"dets: evaluating {path} on {args.dataset} ({len(dataset)} images) on {device}")
 
     with tqdm(total=len(dataset), desc="test", file=sys.stdout, dynamic_ncols=True) as progress:
-        detections, images_per_s = run_inference(model, dataset, device, args.bs, args.nw, args.max_per_image,
-                                                 args.score_thr, progress)
+        detections, images_per_s = run_inference(
+            model, dataset, device, args.bs, args.nw, args.max_per_image, args.score_thr, progress
+        )
     ground_truths = [dataset.annotations(i) for i in range(len(dataset))]
     out_dir = Path(args.output_dir) / args.net / dataset_dirname(args.dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,8 +70,9 @@ def main(args) -> dict:
     image_ids = [dataset.image_id(i) for i in range(len(dataset))]
     # VOC-layout data has no category ids: number the classes from 1, as COCO does.
     label_to_category = getattr(dataset, "category_ids", None) or list(range(1, len(class_names) + 1))
-    json_path = write_coco_json(detections_to_coco_json(detections, image_ids, label_to_category),
-                                out_dir / f"detections_{tag}.json")
+    json_path = write_coco_json(
+        detections_to_coco_json(detections, image_ids, label_to_category), out_dir / f"detections_{tag}.json"
+    )
 
     results = {"images_per_s": images_per_s, "detections_json": str(json_path)}
     if getattr(dataset, "coco", None) is not None:
@@ -86,8 +90,9 @@ def main(args) -> dict:
         for i, det in enumerate(detections):
             with Image.open(dataset.image_path(i)) as image:
                 original = image.convert("RGB")
-            picture = draw_detections(original, det["boxes"], det["labels"], det["scores"],
-                                      class_names, score_threshold=VIS_SCORE)
+            picture = draw_detections(
+                original, det["boxes"], det["labels"], det["scores"], class_names, score_threshold=VIS_SCORE
+            )
             save_image(picture, vis_dir / f"{Path(dataset.image_path(i)).stem}.jpg")
         print(f"dets: pictures of the detections in {vis_dir}")
         results["vis_dir"] = str(vis_dir)

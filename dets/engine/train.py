@@ -51,35 +51,52 @@ def main(args) -> dict:
     seed_everything(args.seed + rank)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     input_size = args.input_size or 512
-    decay = args.lr_decay_step if args.lr_decay_step is not None else sorted(
-        {max(1, round(args.epochs * 3 / 4)), max(1, round(args.epochs * 11 / 12))}
-    )
+    decay = args.lr_decay_step
+    if decay is None:
+        # The seeds' 1x schedule (decay after epochs 9 and 11 of 12), scaled to --epochs.
+        decay = sorted({e for e in (round(args.epochs * 3 / 4), round(args.epochs * 11 / 12)) if 1 <= e < args.epochs})
 
     if is_main_process():
         build_dataset(args.dataset, "train", data_dir=args.data_dir)  # generates `shapes` once
     barrier()
     dataset = build_dataset(args.dataset, "train", data_dir=args.data_dir, transforms=ttfnet_train(input_size))
     class_names = list(dataset.class_names)
-    model = build_detector(args.net, len(class_names), pretrained=args.pretrained,
-                           frozen_stages=args.frozen_stages).to(device)
+    model = build_detector(args.net, len(class_names), pretrained=args.pretrained, frozen_stages=args.frozen_stages).to(
+        device
+    )
     criterion = model.loss
 
     if world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed)
     else:
         sampler = RandomSampler(dataset, generator=torch.Generator())
-    loader = DataLoader(dataset, batch_size=args.bs, sampler=sampler, num_workers=args.nw, collate_fn=collate,
-                        drop_last=len(dataset) >= args.bs, persistent_workers=False,
-                        generator=torch.Generator(), pin_memory=args.cuda)
+    loader = DataLoader(
+        dataset,
+        batch_size=args.bs,
+        sampler=sampler,
+        num_workers=args.nw,
+        collate_fn=collate,
+        drop_last=len(dataset) >= args.bs,
+        persistent_workers=False,
+        generator=torch.Generator(),
+        pin_memory=args.cuda,
+    )
     iters_per_epoch = min(len(loader), args.max_iters or len(loader))
 
     optimizer = build_optimizer(model, args.optimizer, lr, args.wd)
-    scheduler = build_scheduler(optimizer, iters_per_epoch=iters_per_epoch, warmup_iters=args.warmup_iters,
-                                warmup_ratio=0.2, decay_epochs=decay, gamma=args.lr_decay_gamma)
+    scheduler = build_scheduler(
+        optimizer,
+        iters_per_epoch=iters_per_epoch,
+        warmup_iters=args.warmup_iters,
+        warmup_ratio=0.2,
+        decay_epochs=decay,
+        gamma=args.lr_decay_gamma,
+    )
     start_epoch = args.start_epoch
     if args.resume:
-        path = checkpoint_path(args.load_dir or args.save_dir, args.net, args.dataset, args.checksession,
-                               args.checkepoch, args.checkpoint)
+        path = checkpoint_path(
+            args.load_dir or args.save_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
+        )
         state = load_checkpoint(path)
         if state.get("class_names") != class_names:
             sys.exit(f"{path} was trained on classes {state.get('class_names')}, this dataset has {class_names}")
@@ -105,8 +122,10 @@ def main(args) -> dict:
         writer = SummaryWriter(log_dir=os.path.join("logs", args.net, f"session{args.session}"))
 
     if is_main_process():
-        print(f"dets: training {args.net} on {args.dataset} ({len(dataset)} images, {len(class_names)} classes) "
-              f"on {device} x{world_size}, epochs {start_epoch}..{args.epochs}, lr {lr}, decay at {decay}")
+        print(
+            f"dets: training {args.net} on {args.dataset} ({len(dataset)} images, {len(class_names)} classes) "
+            f"on {device} x{world_size}, epochs {start_epoch}..{args.epochs}, lr {lr}, decay at {decay}"
+        )
     last = {}
     for epoch in range(start_epoch, args.epochs + 1):
         if isinstance(sampler, DistributedSampler):
@@ -114,26 +133,47 @@ def main(args) -> dict:
         else:
             sampler.generator.manual_seed(args.seed * 1000 + epoch)
         loader.generator.manual_seed(args.seed * 1000 + epoch + 7)
-        progress = tqdm(total=iters_per_epoch, desc=f"epoch {epoch}/{args.epochs}", disable=not is_main_process(),
-                        file=sys.stdout, dynamic_ncols=True)
-        stats = train_one_epoch(ddp_model, criterion, loader, optimizer, scheduler, device, epoch, scaler=scaler,
-                                amp_dtype=amp_dtype, clip_grad=args.clip_grad, disp_interval=args.disp_interval,
-                                writer=writer, progress=progress, max_iters=args.max_iters)
+        progress = tqdm(
+            total=iters_per_epoch,
+            desc=f"epoch {epoch}/{args.epochs}",
+            disable=not is_main_process(),
+            file=sys.stdout,
+            dynamic_ncols=True,
+        )
+        stats = train_one_epoch(
+            ddp_model,
+            criterion,
+            loader,
+            optimizer,
+            scheduler,
+            device,
+            epoch,
+            scaler=scaler,
+            amp_dtype=amp_dtype,
+            clip_grad=args.clip_grad,
+            disp_interval=args.disp_interval,
+            writer=writer,
+            progress=progress,
+            max_iters=args.max_iters,
+        )
         progress.close()
         if is_main_process():
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in stats.items()), flush=True)
             path = checkpoint_path(args.save_dir, args.net, args.dataset, args.session, epoch, iters_per_epoch)
-            save_checkpoint(path, {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "step": iters_per_epoch,
-                "args": vars(args) | {"input_size": input_size, "lr": lr, "lr_decay_step": decay},
-                "class_names": class_names,
-                "net": args.net,
-                "rng": {"torch": torch.get_rng_state()},
-            })
+            save_checkpoint(
+                path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "step": iters_per_epoch,
+                    "args": vars(args) | {"input_size": input_size, "lr": lr, "lr_decay_step": decay},
+                    "class_names": class_names,
+                    "net": args.net,
+                    "rng": {"torch": torch.get_rng_state()},
+                },
+            )
             print(f"dets: saved {path}", flush=True)
         last = stats
     if writer is not None:

@@ -9,8 +9,9 @@ from torch import nn
 from .distributed import all_reduce_mean, is_main_process
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
-                    bias_lr_mult: float = 2.0) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9, bias_lr_mult: float = 2.0
+) -> torch.optim.Optimizer:
     """SGD or Adam(W) over the trainable parameters.
 
     As in the seeds: biases get `bias_lr_mult` × the learning rate and no weight decay; so do
@@ -40,9 +41,24 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scheduler, device: torch.device, epoch: int,
-                    *, scaler=None, amp_dtype=None, clip_grad: float = 0.0, disp_interval: int = 20,
-                    writer=None, progress=None, max_bad_steps: int = 10, max_iters: int | None = None) -> dict:
+def train_one_epoch(
+    model: nn.Module,
+    criterion,
+    loader,
+    optimizer,
+    scheduler,
+    device: torch.device,
+    epoch: int,
+    *,
+    scaler=None,
+    amp_dtype=None,
+    clip_grad: float = 0.0,
+    disp_interval: int = 20,
+    writer=None,
+    progress=None,
+    max_bad_steps: int = 10,
+    max_iters: int | None = None,
+) -> dict:
     """Train for one pass over `loader`.
 
     `criterion(outputs, targets)` returns a dict of losses with the total under "loss". A step
@@ -66,8 +82,10 @@ def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scheduler, d
         if not torch.isfinite(all_reduce_mean(loss.detach())):
             bad_in_a_row += 1
             skipped += 1
-            message = (f"epoch {epoch} iter {it}: non-finite loss "
-                       f"({ {k: float(v) for k, v in losses.items()} }); step skipped, weights unchanged")
+            message = (
+                f"epoch {epoch} iter {it}: non-finite loss "
+                f"({ {k: float(v) for k, v in losses.items()} }); step skipped, weights unchanged"
+            )
             if is_main_process():
                 print(message, flush=True)
             optimizer.zero_grad(set_to_none=True)
@@ -97,8 +115,9 @@ def train_one_epoch(model: nn.Module, criterion, loader, optimizer, scheduler, d
             totals[k] = totals.get(k, 0.0) + float(v)
         lr = optimizer.param_groups[0]["lr"]
         if progress is not None:
-            progress.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}",
-                                 img_s=f"{seen / (time.perf_counter() - start):.1f}")
+            progress.set_postfix(
+                loss=f"{float(loss):.4f}", lr=f"{lr:.2e}", img_s=f"{seen / (time.perf_counter() - start):.1f}"
+            )
             progress.update(1)
         if writer is not None and (it % disp_interval == 0 or it == iters - 1):
             step = (epoch - 1) * iters + it

@@ -18,8 +18,9 @@ TTFNET_NETS = {
 NETS = sorted(TTFNET_NETS)
 
 
-def build_detector(net: str, num_classes: int, pretrained: str | None = None, frozen_stages: int = -1,
-                   frozen_bn: bool = False) -> nn.Module:
+def build_detector(
+    net: str, num_classes: int, pretrained: str | None = None, frozen_stages: int = -1, frozen_bn: bool = False
+) -> nn.Module:
     """Build the detector `net` for `num_classes` foreground classes.
 
     Args:

@@ -40,7 +40,8 @@ class Shortcut(nn.Sequential):
 def _branch(in_channels: int, mid_channels: int, num_convs: int, out_channels: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(num_convs):
-        layers += [nn.Conv2d(in_channels if i == 0 else mid_channels, mid_channels, 3, padding=1), nn.ReLU(inplace=True)]
+        conv = nn.Conv2d(in_channels if i == 0 else mid_channels, mid_channels, 3, padding=1)
+        layers += [conv, nn.ReLU(inplace=True)]
     layers.append(nn.Conv2d(mid_channels, out_channels, 1))
     return nn.Sequential(*layers)
 
@@ -57,17 +58,25 @@ class TTFHead(nn.Module):
     prior_prob: initial heatmap probability (bias -log((1 - p) / p)).
     """
 
-    def __init__(self, in_channels, num_classes: int, planes=(256, 128, 64), shortcut_convs=(1, 2, 3),
-                 head_conv: int = 128, hm_convs: int = 2, wh_conv: int = 64, wh_convs: int = 2,
-                 wh_offset_base: float = 16.0, prior_prob: float = 0.01):
+    def __init__(
+        self,
+        in_channels,
+        num_classes: int,
+        planes=(256, 128, 64),
+        shortcut_convs=(1, 2, 3),
+        head_conv: int = 128,
+        hm_convs: int = 2,
+        wh_conv: int = 64,
+        wh_convs: int = 2,
+        wh_offset_base: float = 16.0,
+        prior_prob: float = 0.01,
+    ):
         super().__init__()
         if len(in_channels) != 4 or len(planes) != 3 or len(shortcut_convs) != 3:
             raise ValueError("TTFHead needs 4 backbone levels, 3 planes and 3 shortcut depths")
         channels = [in_channels[-1], *planes]
         self.up_stages = nn.ModuleList(UpStage(channels[i], channels[i + 1]) for i in range(3))
-        self.shortcuts = nn.ModuleList(
-            Shortcut(in_channels[-i - 2], planes[i], shortcut_convs[i]) for i in range(3)
-        )
+        self.shortcuts = nn.ModuleList(Shortcut(in_channels[-i - 2], planes[i], shortcut_convs[i]) for i in range(3))
         self.hm = _branch(planes[-1], head_conv, hm_convs, num_classes)
         self.wh = _branch(planes[-1], wh_conv, wh_convs, 4)
         self.wh_offset_base = wh_offset_base

@@ -22,8 +22,17 @@ class TTFNet(nn.Module):
     hm_weight, wh_weight: loss weights (1 and 5 in the paper).
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, num_classes: int, down_ratio: int = 4,
-                 alpha: float = 0.54, area_process: str = "log", hm_weight: float = 1.0, wh_weight: float = 5.0):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        num_classes: int,
+        down_ratio: int = 4,
+        alpha: float = 0.54,
+        area_process: str = "log",
+        hm_weight: float = 1.0,
+        wh_weight: float = 5.0,
+    ):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -69,14 +78,17 @@ class TTFNet(nn.Module):
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
         """Detections per image in input pixels: dicts of 'boxes' [D, 4], 'scores' [D], 'labels' [D]."""
         hm, wh = self(images)
-        boxes, scores, labels = ttf_decode(torch.sigmoid(hm.float()), wh.float(), k=max_per_image,
-                                           down_ratio=self.down_ratio)
+        boxes, scores, labels = ttf_decode(
+            torch.sigmoid(hm.float()), wh.float(), k=max_per_image, down_ratio=self.down_ratio
+        )
         height, width = images.shape[-2:]
         results = []
         for b, s, lab in zip(boxes, scores, labels, strict=True):
             keep = s > score_thr
             b = b[keep]
-            b = torch.stack([b[:, 0].clamp(0, width), b[:, 1].clamp(0, height), b[:, 2].clamp(0, width),
-                             b[:, 3].clamp(0, height)], dim=1)
+            b = torch.stack(
+                [b[:, 0].clamp(0, width), b[:, 1].clamp(0, height), b[:, 2].clamp(0, width), b[:, 3].clamp(0, height)],
+                dim=1,
+            )
             results.append({"boxes": b, "scores": s[keep], "labels": lab[keep]})
         return results
