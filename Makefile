@@ -25,7 +25,7 @@ test: build
 	$(PY) -m pytest -q tests
 
 demo: build
-	$(PY) tools/demo_ops.py
+	$(PY) tools/quickstart.py
 
 bench: build
 	$(PY) bench/bench_ops.py

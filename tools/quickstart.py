@@ -1,0 +1,74 @@
+"""The main job of `make demo`: generate `shapes`, train TTFNet-R18 on it for a few minutes,
+evaluate it, and draw its detections. Every step is the same program a user runs by hand.
+
+    python tools/quickstart.py [--epochs N] [--cuda]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dets.engine import test as test_engine  # noqa: E402
+from dets.engine import train as train_engine  # noqa: E402
+from dets.engine.args import test_parser, train_parser  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--cuda", action="store_true", default=torch.cuda.is_available())
+    parser.add_argument("--work_dir", default=str(ROOT))
+    args = parser.parse_args()
+    work = Path(args.work_dir)
+    common = ["--dataset", "shapes", "--net", "ttfnet_r18", "--data_dir", str(work / "data"), "--input_size", "256"]
+    if args.cuda:
+        common.append("--cuda")
+    train_args = train_parser().parse_args(
+        [
+            *common,
+            "--bs",
+            "8",
+            "--o",
+            "adam",
+            "--lr",
+            "2e-3",
+            "--wd",
+            "1e-4",
+            "--warmup_iters",
+            "100",
+            "--epochs",
+            str(args.epochs),
+            "--s",
+            "1",
+            "--save_dir",
+            str(work / "models"),
+            "--nw",
+            "2",
+        ]
+    )
+    train_engine.main(train_args)
+    checkpoints = sorted((work / "models" / "ttfnet_r18" / "shapes").glob(f"ttfnet_r18_1_{args.epochs}_*.pth"))
+    test_args = test_parser().parse_args(
+        [
+            *common,
+            "--weights",
+            str(checkpoints[-1]),
+            "--vis",
+            "--output_dir",
+            str(work / "output"),
+            "--nw",
+            "2",
+        ]
+    )
+    results = test_engine.main(test_args)
+    pictures = sorted(Path(results["vis_dir"]).glob("*.jpg"))
+    print(f"\ndets: mAP@0.5 (area) {results['voc']['map_area']:.3f}; a picture of the detections: {pictures[0]}")
+
+
+if __name__ == "__main__":
+    main()
