@@ -1,0 +1,90 @@
+"""TTFNet-R18 speed: training and test images/s, and the share of a training step spent
+building the Gaussian targets (dets.ops.ttf_targets).
+
+    python bench/bench_ttfnet.py [--device cpu|cuda] [--size 512] [--bs 8]
+"""
+
+import argparse
+import time
+
+import torch
+
+from _timing import device_description, print_table
+from dets.models import build_detector
+from dets.ops import ttf_targets
+
+
+def _batch(bs: int, size: int, boxes_per_image: int, device: torch.device, generator: torch.Generator):
+    images = torch.randn(bs, 3, size, size, generator=generator).to(device)
+    targets = []
+    for _ in range(bs):
+        xy = torch.rand(boxes_per_image, 2, generator=generator) * size * 0.8
+        wh = 8 + torch.rand(boxes_per_image, 2, generator=generator) * size * 0.3
+        boxes = torch.cat([xy, (xy + wh).clamp(max=size - 1)], dim=1)
+        labels = torch.randint(0, 80, (boxes_per_image,), generator=generator)
+        targets.append({"boxes": boxes.to(device), "labels": labels.to(device)})
+    return images, targets
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(device: torch.device, quick: bool = False, size: int = 512, bs: int = 8, steps: int = 3) -> None:
+    if quick:
+        size, bs, steps = 256, 2, 2
+    generator = torch.Generator().manual_seed(0)
+    model = build_detector("ttfnet_r18", num_classes=80).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    images, targets = _batch(bs, size, 20, device, generator)
+
+    def train_step():
+        model.train()
+        losses = model.loss(model(images), targets)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+
+    def targets_only():
+        ttf_targets([t["boxes"] for t in targets], [t["labels"] for t in targets], 80, (size // 4, size // 4))
+
+    def timed(fn, n):
+        fn()
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        _sync(device)
+        return (time.perf_counter() - start) / n
+
+    step = timed(train_step, steps)
+    target_time = timed(targets_only, steps * 3)
+    model.eval()
+    infer = timed(lambda: model.predict(images, max_per_image=100), steps)
+    print(f"\ndevice: {device_description(device)}")
+    print_table(
+        f"TTFNet-R18, {size}x{size}, batch {bs}, 80 classes, 20 boxes per image",
+        ["measure", "value"],
+        [
+            ["train step (s)", f"{step:.3f}"],
+            ["train images/s", f"{bs / step:.2f}"],
+            ["test images/s (model + decode)", f"{bs / infer:.2f}"],
+            ["ttf_targets per step (ms)", f"{target_time * 1e3:.2f}"],
+            ["share of the train step in targets", f"{100 * target_time / step:.2f}%"],
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--bs", type=int, default=8)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    run(torch.device(args.device), quick=args.quick, size=args.size, bs=args.bs)
+
+
+if __name__ == "__main__":
+    main()
