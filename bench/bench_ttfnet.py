@@ -5,13 +5,18 @@ building the Gaussian targets (dets.ops.ttf_targets).
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from _timing import device_description, print_table
-from dets.models import build_detector
-from dets.ops import ttf_targets
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dets.models import build_detector  # noqa: E402
+from dets.ops import ttf_targets  # noqa: E402
+
+from _timing import device_description, print_table  # noqa: E402
 
 
 def _batch(bs: int, size: int, boxes_per_image: int, device: torch.device, generator: torch.Generator):
