@@ -117,7 +117,9 @@ def batch_gt(gt_boxes, gt_labels, num_boxes, num_classes: int):
         _check_labels_dtype("gt_labels", gt_labels)
         batch, slots = gt_boxes.shape[:2]
         if tuple(gt_labels.shape) != (batch, slots):
-            raise ValueError(f"gt_labels must have shape {(batch, slots)} to match gt_boxes, got {tuple(gt_labels.shape)}")
+            raise ValueError(
+                f"gt_labels must have shape {(batch, slots)} to match gt_boxes, got {tuple(gt_labels.shape)}"
+            )
         boxes, labels = gt_boxes, gt_labels.to(torch.int64)
         if num_boxes is None:
             num = torch.full((batch,), slots, dtype=torch.int64, device=gt_boxes.device)
@@ -146,6 +148,5 @@ def _check_values(labels: torch.Tensor, num: torch.Tensor, num_classes: int, che
     if flags[0]:
         b, j = (int(v) for v in torch.nonzero(bad_label)[0])
         raise ValueError(
-            f"gt_labels must be 0-based class indices in [0, {num_classes}); "
-            f"image {b} box {j} has {int(labels[b, j])}"
+            f"gt_labels must be 0-based class indices in [0, {num_classes}); image {b} box {j} has {int(labels[b, j])}"
         )

@@ -54,9 +54,7 @@ def _ttf_targets_triton(
     area_process: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     kernels = _backend.triton_kernels("ttf_targets", boxes.device)
-    return kernels.ttf_targets(
-        boxes, labels, num_boxes, num_classes, out_h, out_w, down_ratio, alpha, area_process
-    )
+    return kernels.ttf_targets(boxes, labels, num_boxes, num_classes, out_h, out_w, down_ratio, alpha, area_process)
 
 
 def _ttf_targets_fake(boxes, labels, num_boxes, num_classes, out_h, out_w, down_ratio, alpha, area_process):

@@ -81,4 +81,3 @@ def ttf_targets(
             reg_weight[b, 0][window] = g / g.sum() * weight
     dtype, device = boxes.dtype, boxes.device
     return heatmap.to(device, dtype), box_target.to(device, dtype), reg_weight.to(device, dtype)
-
