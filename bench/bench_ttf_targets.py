@@ -13,6 +13,7 @@ import math
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -185,14 +186,14 @@ def run(device: torch.device, quick: bool = False) -> None:
         boxes, labels = make_gt(batch, per_image, device)
         fns = {"floor": _floor(batch, device, size)}
         for name in names:
-            fns[name] = _forced(name, lambda: ttf_targets(boxes, labels, CLASSES, (size, size)))
+            fns[name] = _forced(name, partial(ttf_targets, boxes, labels, CLASSES, (size, size)))
         medians = interleaved(fns, device, rounds=4 * repeats)
         floor, times = medians["floor"], [medians[name] for name in names]
-        seed = measure(lambda: seed_ttf(boxes, labels, CLASSES, (size, size)), device, repeats=max(3, repeats // 2))
+        seed = measure(partial(seed_ttf, boxes, labels, CLASSES, (size, size)), device, repeats=max(3, repeats // 2))
         ref = None
         if per_image <= 30 and batch <= 4:
             with backend("torch"):
-                ref = measure(lambda: ttf_targets(boxes, labels, CLASSES, (size, size)), device, repeats=1, warmup=0)
+                ref = measure(partial(ttf_targets, boxes, labels, CLASSES, (size, size)), device, repeats=1, warmup=0)
         row = [str(per_image), fmt_ms(floor), *[fmt_ms(t) for t in times], fmt_ms(seed), fmt_ms(ref)]
         if names:
             row += [f"{times[0] / floor:.2f}", f"{seed / times[0]:.1f}"]
@@ -204,11 +205,11 @@ def run(device: torch.device, quick: bool = False) -> None:
     rows = []
     for per_image in counts:
         boxes, labels = make_gt(batch, per_image, device, seed=1)
-        fns = {name: _forced(name, lambda: centernet_targets(boxes, labels, CLASSES, (size, size))) for name in names}
+        fns = {name: _forced(name, partial(centernet_targets, boxes, labels, CLASSES, (size, size))) for name in names}
         medians = interleaved(fns, device, rounds=4 * repeats)
         times = [medians[name] for name in names]
         seed = measure(
-            lambda: seed_centernet(boxes, labels, CLASSES, (size, size)), device, repeats=max(3, repeats // 2)
+            partial(seed_centernet, boxes, labels, CLASSES, (size, size)), device, repeats=max(3, repeats // 2)
         )
         row = [str(per_image), *[fmt_ms(t) for t in times], fmt_ms(seed)]
         if names:
