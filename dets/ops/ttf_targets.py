@@ -26,6 +26,8 @@ Conventions (shared by every backend):
     The Gaussians are evaluated in float64 on the CPU and by the reference, in float32 on
     CUDA and Triton (differences of a few float32 ulps).
 
+Everything runs on the tensors' device with no per-box Python loop; the one host sync on
+CUDA is the wrapper's check of gt_labels / num_boxes (one small device-to-host copy).
 The op is not differentiable. Outputs take gt_boxes' dtype; autocast does not change it.
 """
 
