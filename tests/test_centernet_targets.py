@@ -202,6 +202,14 @@ def test_images_without_boxes(name, device):
     assert not any(v.any() for v in out.values())
 
 
+@pytest.mark.parametrize("name,device", ALL)
+def test_padded_without_slots(name, device):
+    b, lab = torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.int64)
+    out = run(name, device, b, lab, 3, (5, 7), num_boxes=torch.tensor([0, 0]), max_objs=3)
+    assert out["heatmap"].shape == (2, 3, 5, 7) and out["mask"].shape == (2, 3)
+    assert not any(v.any() for v in out.values())
+
+
 def test_empty_batch_padded():
     out = centernet_targets(torch.zeros(0, 3, 4), torch.zeros(0, 3, dtype=torch.int64), 2, (4, 4), max_objs=5)
     assert out["heatmap"].shape == (0, 2, 4, 4) and out["wh"].shape == (0, 5, 2) and out["index"].dtype == torch.int64
@@ -242,6 +250,8 @@ def test_bad_inputs():
         centernet_targets(torch.zeros(1, 3, 4), torch.zeros(1, 3), 3, (4, 4))
     with pytest.raises(TypeError, match="gt_labels"):
         centernet_targets(boxes, torch.tensor([0]), 3, (4, 4))
+    with pytest.raises(ValueError, match="one device"):
+        centernet_targets([torch.zeros(1, 4, device="meta")], [torch.tensor([0])], 3, (4, 4))
 
 
 @requires_extension

@@ -215,6 +215,13 @@ def test_images_without_boxes(name, device):
     assert weight.shape == (2, 1, 5, 7) and not weight.any()
 
 
+@pytest.mark.parametrize("name,device", ALL)
+def test_padded_without_slots(name, device):
+    b, lab = torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.int64)
+    heat, target, weight = run(name, device, b, lab, 3, (5, 7), num_boxes=torch.tensor([0, 0]))
+    assert heat.shape == (2, 3, 5, 7) and not heat.any() and (target == -1).all() and not weight.any()
+
+
 def test_empty_batch_padded():
     heat, target, weight = ttf_targets(torch.zeros(0, 3, 4), torch.zeros(0, 3, dtype=torch.int64), 2, (4, 4))
     assert heat.shape == (0, 2, 4, 4) and target.shape == (0, 4, 4, 4) and weight.shape == (0, 1, 4, 4)
@@ -279,6 +286,8 @@ def test_bad_inputs():
         ttf_targets(boxes, [torch.tensor([0.0])], 3, (4, 4))
     with pytest.raises(TypeError, match="gt_boxes"):
         ttf_targets(boxes[0].numpy(), labels, 3, (4, 4))
+    with pytest.raises(ValueError, match="one device"):
+        ttf_targets(torch.zeros(1, 2, 4, device="meta"), torch.zeros(1, 2, dtype=torch.int64), 3, (4, 4))
 
 
 @requires_extension
