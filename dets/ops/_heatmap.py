@@ -9,6 +9,7 @@ turns either form into the padded form every kernel reads:
 """
 
 import math
+import operator
 
 import torch
 
@@ -44,25 +45,34 @@ def gaussian_radius(height: float, width: float, min_overlap: float) -> float:
     return min(r1, r2, r3)
 
 
+def _as_int(value):
+    """value as an int if it is integral (int, numpy or 0-d torch integer), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_output_size(output_size) -> tuple[int, int]:
-    if isinstance(output_size, torch.Size):
-        output_size = tuple(output_size)
-    if not (isinstance(output_size, (tuple, list)) and len(output_size) == 2):
+    if not (isinstance(output_size, (tuple, list, torch.Size)) and len(output_size) == 2):
         raise ValueError(f"output_size must be a pair (H, W), got {output_size!r}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in output_size):
+    h, w = (_as_int(v) for v in output_size)
+    if h is None or w is None:
         raise ValueError(f"output_size must hold ints, got {output_size!r}")
-    h, w = output_size
     if h <= 0 or w <= 0:
         raise ValueError(f"output_size must be positive, got {output_size!r}")
-    return int(h), int(w)
+    return h, w
 
 
 def check_positive_int(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
+    number = _as_int(value)
+    if number is None:
         raise TypeError(f"{name} must be an int, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {number}")
+    return number
 
 
 def check_down_ratio(value) -> float:
