@@ -264,3 +264,12 @@ def test_torch_compile(gen):
         return dict(zip(KEYS, torch.ops.dets.centernet_targets(b, lab, num, 3, 16, 16, 4.0, 0.7, 10), strict=True))
 
     assert_close_targets(torch.compile(raw, fullgraph=True)(b, lab, num), ref)
+
+
+def test_autocast_leaves_dtypes_alone(gen):
+    boxes, labels = random_gt(gen, [4], (32, 32), 2)
+    ref = centernet_targets(boxes, labels, 2, (8, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = centernet_targets(boxes, labels, 2, (8, 8))
+    assert out["heatmap"].dtype == torch.float32 and out["wh"].dtype == torch.float32
+    assert_close_targets(out, ref)

@@ -319,3 +319,12 @@ def test_triton_op_fake_shapes():
             b, torch.empty(2, 5, dtype=torch.int64), torch.empty(2, dtype=torch.int64), 3, 6, 7, 4.0, 0.54, 0
         )
     assert [tuple(t.shape) for t in out] == [(2, 3, 6, 7), (2, 4, 6, 7), (2, 1, 6, 7)]
+
+
+def test_autocast_leaves_dtypes_alone(gen):
+    boxes, labels = random_gt(gen, [4], (32, 32), 2)
+    ref = ttf_targets(boxes, labels, 2, (8, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ttf_targets(boxes, labels, 2, (8, 8))
+    assert all(t.dtype == torch.float32 for t in out)
+    assert_close_targets(out, ref)
