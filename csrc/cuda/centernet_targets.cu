@@ -59,7 +59,8 @@ __global__ void centernet_box_kernel(
   if (box.valid && label >= 0 && label < num_classes) {
     const int64_t r = box.radius;
     p.x0 = static_cast<int32_t>(box.ix - r > 0 ? box.ix - r : 0);
-    p.x1 = static_cast<int32_t>(box.ix + r < width - 1 ? box.ix + r : width - 1);
+    p.x1 =
+        static_cast<int32_t>(box.ix + r < width - 1 ? box.ix + r : width - 1);
     p.y0 = static_cast<int32_t>(box.iy - r > 0 ? box.iy - r : 0);
     p.y1 =
         static_cast<int32_t>(box.iy + r < height - 1 ? box.iy + r : height - 1);
@@ -123,7 +124,8 @@ __global__ void centernet_draw_kernel(
       }
       const float dx = static_cast<float>(x - p.cx);
       const float dy = static_cast<float>(y - p.cy);
-      const scalar_t g = static_cast<scalar_t>(expf(-(dx * dx + dy * dy) * p.a));
+      const scalar_t g =
+          static_cast<scalar_t>(expf(-(dx * dx + dy * dy) * p.a));
       scalar_t* h = heat_b + p.label * plane + pix;
       if (g > *h) {
         *h = g;
