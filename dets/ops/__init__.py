@@ -5,6 +5,8 @@ Each op validates its arguments here, then runs on the backend chosen by
 """
 
 from ._backend import backend
+from .centernet_targets import centernet_targets
 from .nms import nms
+from .ttf_targets import ttf_targets
 
-__all__ = ["backend", "nms"]
+__all__ = ["backend", "centernet_targets", "nms", "ttf_targets"]

@@ -1,0 +1,49 @@
+"""Random ground truth for the heatmap-target tests (ttf_targets, centernet_targets)."""
+
+import torch
+
+
+def random_gt(
+    generator: torch.Generator,
+    counts: list[int],
+    input_hw: tuple[int, int],
+    num_classes: int,
+    dtype=torch.float32,
+):
+    """Per-image lists of boxes [Mi, 4] and labels [Mi] with the awkward cases mixed in.
+
+    Boxes are on a quarter-pixel grid (so equal areas and duplicates occur), some overlap
+    heavily, some cross or lie beyond each border, some have zero width and/or height.
+    """
+    in_h, in_w = input_hw
+    boxes, labels = [], []
+    for n in counts:
+        cx = torch.rand(n, generator=generator, dtype=torch.float64) * (in_w * 1.3) - in_w * 0.15
+        cy = torch.rand(n, generator=generator, dtype=torch.float64) * (in_h * 1.3) - in_h * 0.15
+        w = torch.rand(n, generator=generator, dtype=torch.float64) * in_w * 0.6
+        h = torch.rand(n, generator=generator, dtype=torch.float64) * in_h * 0.6
+        kind = torch.randint(0, 8, (n,), generator=generator)
+        w = torch.where(kind == 0, torch.zeros_like(w), w)
+        h = torch.where(kind == 1, torch.zeros_like(h), h)
+        b = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+        b = torch.round(b * 4) / 4
+        if n >= 2:
+            b[1] = b[0]  # a duplicate: equal areas, same support
+        if n >= 4:
+            b[3] = b[2] + torch.tensor([3.0, 1.0, 3.0, 1.0], dtype=torch.float64)  # shifted, equal area
+        boxes.append(b.to(dtype))
+        labels.append(torch.randint(0, num_classes, (n,), generator=generator))
+    return boxes, labels
+
+
+def pad(boxes: list[torch.Tensor], labels: list[torch.Tensor], extra: int = 2, fill: float = 7.0):
+    """The padded form ([B, M, 4], [B, M], num_boxes [B]) with junk in the padding slots."""
+    slots = max(b.shape[0] for b in boxes) + extra
+    batch = len(boxes)
+    out_b = torch.full((batch, slots, 4), fill, dtype=boxes[0].dtype)
+    out_l = torch.full((batch, slots), -5, dtype=torch.int64)
+    for i, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
+        out_b[i, : b.shape[0]] = b
+        out_l[i, : b.shape[0]] = lab
+    num = torch.tensor([b.shape[0] for b in boxes], dtype=torch.int64)
+    return out_b, out_l, num
