@@ -6,5 +6,6 @@ Each op validates its arguments here, then runs on the backend chosen by
 
 from ._backend import backend
 from .nms import nms
+from .roi_align import RoIAlign, roi_align
 
-__all__ = ["backend", "nms"]
+__all__ = ["backend", "nms", "RoIAlign", "roi_align"]
