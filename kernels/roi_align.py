@@ -82,7 +82,7 @@ def _roi_align_fwd_kernel(
     y_start = y1 + (bins // pooled_w).to(tl.float32) * bin_h
     x_start = x1 + (bins % pooled_w).to(tl.float32) * bin_w
     image = feat_ptr + tl.maximum(batch, 0) * height * width * channels
-    acc = tl.zeros([BLOCK_BINS, BLOCK_C], dtype=tl.float32)
+    acc = tl.full([BLOCK_BINS, BLOCK_C], 0.0, tl.float32)
     for iy in range(0, grid_h):
         y = y_start + (iy + 0.5) * bin_h / grid_h.to(tl.float32)
         y_lo, y_hi, wy_lo, wy_hi, y_in = _axis_taps(y, height)
@@ -164,7 +164,7 @@ def _boxes(rois: torch.Tensor, spatial_scale: float, aligned: bool) -> torch.Ten
     corners = (rois[:, 1:].to(torch.float64) * spatial_scale - (0.5 if aligned else 0.0)).to(torch.float32)
     finite = torch.isfinite(corners).all(dim=1, keepdim=True)
     batch = torch.where(finite, rois[:, :1].to(torch.float32), -1.0)
-    return torch.cat([batch, corners], dim=1).contiguous()
+    return torch.cat([batch, torch.where(finite, corners, 0.0)], dim=1).contiguous()
 
 
 def _blocks(num_bins: int, channels: int) -> tuple[int, int]:
