@@ -32,6 +32,18 @@ using roi_align_common::sample_coord;
 // Channels per register block of the inner loops.
 constexpr int64_t kBlock = 16;
 
+// The per-RoI channel loops are compiled for AVX-512, AVX2+FMA and baseline
+// x86-64 and picked when the library loads (GCC function multi-versioning), so
+// one build runs everywhere and uses wide vectors where they exist. The sample
+// geometry stays in baseline code: FMA contraction there could move samples.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define DETS_CHANNEL_LOOPS \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DETS_CHANNEL_LOOPS
+#endif
+#define DETS_INLINE inline __attribute__((always_inline))
+
 // One in-image sample: offsets of its four taps (in elements of the NHWC
 // image, channel 0) and their bilinear weights, in torchvision's order
 // (lo/lo, lo/hi, hi/lo, hi/hi as y/x).
@@ -110,7 +122,7 @@ struct RoiSamples {
 // already offset to the first channel); out[j * out_stride] = sum / count.
 // N is the compile-time block width (0: runtime width n).
 template <typename T, int64_t N>
-inline void gather_bin(const T* image, const Sample<T>* s, int64_t ns,
+DETS_INLINE void gather_bin(const T* image, const Sample<T>* s, int64_t ns,
                        int64_t n, T count, T* out, int64_t out_stride) {
   constexpr int64_t kMax = N > 0 ? N : kBlock;
   const int64_t width = N > 0 ? N : n;
@@ -133,7 +145,7 @@ inline void gather_bin(const T* image, const Sample<T>* s, int64_t ns,
 // Adds one bin's gradient (g[j] = grad / count for `n` channels) to the taps
 // of its samples in `image` (NHWC, already offset to the first channel).
 template <typename T, int64_t N>
-inline void scatter_bin(T* image, const Sample<T>* s, int64_t ns, int64_t n,
+DETS_INLINE void scatter_bin(T* image, const Sample<T>* s, int64_t ns, int64_t n,
                         const T* g) {
   const int64_t width = N > 0 ? N : n;
   for (int64_t i = 0; i < ns; ++i) {
@@ -154,6 +166,82 @@ inline void scatter_bin(T* image, const Sample<T>* s, int64_t ns, int64_t n,
 #pragma omp simd
     for (int64_t j = 0; j < width; ++j) p3[j] += w3 * g[j];
   }
+}
+
+// One RoI's output [C, bins] (out_k) from its samples; `image` is NHWC.
+template <typename T>
+DETS_INLINE void forward_roi(const T* image, const Sample<T>* samples,
+                             const int64_t* bin_start, int64_t bins,
+                             int64_t channels, T count, T* out_k) {
+  for (int64_t bin = 0; bin < bins; ++bin) {
+    const Sample<T>* s = samples + bin_start[bin];
+    const int64_t ns = bin_start[bin + 1] - bin_start[bin];
+    int64_t c = 0;
+    for (; c + kBlock <= channels; c += kBlock) {
+      gather_bin<T, kBlock>(image + c, s, ns, kBlock, count,
+                            out_k + c * bins + bin, bins);
+    }
+    if (c < channels) {
+      gather_bin<T, 0>(image + c, s, ns, channels - c, count,
+                       out_k + c * bins + bin, bins);
+    }
+  }
+}
+
+DETS_CHANNEL_LOOPS void forward_roi_mv(const float* image,
+                                       const Sample<float>* samples,
+                                       const int64_t* bin_start, int64_t bins,
+                                       int64_t channels, float count,
+                                       float* out_k) {
+  forward_roi(image, samples, bin_start, bins, channels, count, out_k);
+}
+
+DETS_CHANNEL_LOOPS void forward_roi_mv(const double* image,
+                                       const Sample<double>* samples,
+                                       const int64_t* bin_start, int64_t bins,
+                                       int64_t channels, double count,
+                                       double* out_k) {
+  forward_roi(image, samples, bin_start, bins, channels, count, out_k);
+}
+
+// Adds one RoI's gradient (g_k [C, bins]) for channels [c_begin, c_end) to
+// its taps in `image` (NHWC).
+template <typename T>
+DETS_INLINE void backward_roi(T* image, const Sample<T>* samples,
+                              const int64_t* bin_start, int64_t bins,
+                              int64_t c_begin, int64_t c_end, T count,
+                              const T* g_k) {
+  T g[kBlock];
+  for (int64_t bin = 0; bin < bins; ++bin) {
+    const Sample<T>* s = samples + bin_start[bin];
+    const int64_t ns = bin_start[bin + 1] - bin_start[bin];
+    if (ns == 0) continue;
+    for (int64_t c = c_begin; c < c_end; c += kBlock) {
+      const int64_t n = std::min(kBlock, c_end - c);
+      for (int64_t j = 0; j < n; ++j) g[j] = g_k[(c + j) * bins + bin] / count;
+      if (n == kBlock) {
+        scatter_bin<T, kBlock>(image + c, s, ns, n, g);
+      } else {
+        scatter_bin<T, 0>(image + c, s, ns, n, g);
+      }
+    }
+  }
+}
+
+DETS_CHANNEL_LOOPS void backward_roi_mv(float* image,
+                                        const Sample<float>* samples,
+                                        const int64_t* bin_start, int64_t bins,
+                                        int64_t c_begin, int64_t c_end,
+                                        float count, const float* g_k) {
+  backward_roi(image, samples, bin_start, bins, c_begin, c_end, count, g_k);
+}
+
+DETS_CHANNEL_LOOPS void backward_roi_mv(double* image,
+                                        const Sample<double>* samples,
+                                        const int64_t* bin_start, int64_t bins,
+                                        int64_t c_begin, int64_t c_end,
+                                        double count, const double* g_k) {
+  backward_roi(image, samples, bin_start, bins, c_begin, c_end, count, g_k);
 }
 
 template <typename T>
@@ -178,19 +266,8 @@ void forward_impl(const at::Tensor& nhwc, const at::Tensor& rois,
         continue;
       }
       const T* image = feat + static_cast<int64_t>(roi[0]) * image_size;
-      for (int64_t bin = 0; bin < bins; ++bin) {
-        const Sample<T>* s = rs.samples.data() + rs.bin_start[bin];
-        const int64_t ns = rs.bin_start[bin + 1] - rs.bin_start[bin];
-        int64_t c = 0;
-        for (; c + kBlock <= channels; c += kBlock) {
-          gather_bin<T, kBlock>(image + c, s, ns, kBlock, rs.count,
-                                out_k + c * bins + bin, bins);
-        }
-        if (c < channels) {
-          gather_bin<T, 0>(image + c, s, ns, channels - c, rs.count,
-                           out_k + c * bins + bin, bins);
-        }
-      }
+      forward_roi_mv(image, rs.samples.data(), rs.bin_start.data(), bins,
+                     channels, rs.count, out_k);
     }
   });
 }
@@ -213,7 +290,6 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois,
     const int64_t c_begin = block_begin * kBlock;
     const int64_t c_end = std::min(block_end * kBlock, channels);
     RoiSamples<T> rs;
-    T g[kBlock];
     for (int64_t k = 0; k < num_rois; ++k) {
       const T* roi = roi_data + k * 5;
       if (!rs.build(roi, spatial_scale, pooled_h, pooled_w, sampling_ratio,
@@ -221,23 +297,8 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois,
         continue;
       }
       T* image = out + static_cast<int64_t>(roi[0]) * image_size;
-      const T* g_k = g_data + k * channels * bins;
-      for (int64_t bin = 0; bin < bins; ++bin) {
-        const Sample<T>* s = rs.samples.data() + rs.bin_start[bin];
-        const int64_t ns = rs.bin_start[bin + 1] - rs.bin_start[bin];
-        if (ns == 0) continue;
-        for (int64_t c = c_begin; c < c_end; c += kBlock) {
-          const int64_t n = std::min(kBlock, c_end - c);
-          for (int64_t j = 0; j < n; ++j) {
-            g[j] = g_k[(c + j) * bins + bin] / rs.count;
-          }
-          if (n == kBlock) {
-            scatter_bin<T, kBlock>(image + c, s, ns, n, g);
-          } else {
-            scatter_bin<T, 0>(image + c, s, ns, n, g);
-          }
-        }
-      }
+      backward_roi_mv(image, rs.samples.data(), rs.bin_start.data(), bins,
+                      c_begin, c_end, rs.count, g_data + k * channels * bins);
     }
   });
 }
