@@ -86,14 +86,16 @@ def run(device: torch.device, quick: bool = False) -> None:
         timings = []
         for label, backend_name in candidates:
 
-            def fn(x, r, backend_name=backend_name):
+            def fn(x, r, backend_name=backend_name, kwargs=kwargs):
                 with _backend.backend(backend_name):
                     return roi_align(x, r, **kwargs)
 
             timings.append((label, *_timed(fn, input, rois, grad_out, device)))
         tv_fwd = tv_fb = None
         if tv is not None:
-            tv_fwd, tv_fb = _timed(lambda x, r: tv.roi_align(x, r, **kwargs), input, rois, grad_out, device)
+            tv_fwd, tv_fb = _timed(
+                lambda x, r, kwargs=kwargs: tv.roi_align(x, r, **kwargs), input, rois, grad_out, device
+            )
             timings.append(("torchvision", tv_fwd, tv_fb))
         timings.append(("floor (bytes / bandwidth)", floor_fwd, floor_fb))
 
@@ -113,7 +115,16 @@ def run(device: torch.device, quick: bool = False) -> None:
             )
     print_table(
         f"roi_align, float32 ({device_description(device)}; copy bandwidth {bandwidth / 1e9:.1f} GB/s)",
-        ["case", "backend", "fwd ms", "fwd+bwd ms", "fwd speed-up vs tv", "fwd+bwd vs tv", "fwd / floor", "f+b / floor"],
+        [
+            "case",
+            "backend",
+            "fwd ms",
+            "fwd+bwd ms",
+            "fwd speed-up vs tv",
+            "fwd+bwd vs tv",
+            "fwd / floor",
+            "f+b / floor",
+        ],
         rows,
     )
 

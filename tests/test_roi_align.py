@@ -266,6 +266,7 @@ def test_reference_is_what_the_cpu_backend_is_compared_with(gen):
 
 BAD_ARGS = [
     (lambda x, r: roi_align(x[0], r, 2), ValueError, "input must have 4 dimensions"),
+    (lambda x, r: roi_align(x[:, :, :0], r, 2), ValueError, "non-empty H x W"),
     (lambda x, r: roi_align(x, r[:, 1:], 2), ValueError, "boxes must have size 5"),
     (lambda x, r: roi_align(x, r.to(torch.float64), 2), TypeError, "boxes has dtype"),
     (lambda x, r: roi_align(x, r.to("meta"), 2), ValueError, "one device"),

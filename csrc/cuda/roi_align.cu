@@ -183,6 +183,9 @@ at::Tensor roi_align_cuda(const at::Tensor& input, const at::Tensor& rois,
               "roi_align: rois and input must share a dtype");
   TORCH_CHECK(rois.device() == input.device(),
               "roi_align: rois and input must be on one device");
+  TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0,
+              "roi_align: input must have a non-empty H x W, got ",
+              input.sizes());
   const c10::cuda::CUDAGuard guard(input.device());
   at::Tensor out = at::empty({rois.size(0), input.size(1), pooled_h, pooled_w},
                              input.options());
@@ -219,6 +222,8 @@ at::Tensor roi_align_backward_cuda(const at::Tensor& grad,
               grad.sizes());
   TORCH_CHECK(rois.scalar_type() == grad.scalar_type(),
               "roi_align backward: rois and grad must share a dtype");
+  TORCH_CHECK(height > 0 && width > 0,
+              "roi_align backward: the input must have a non-empty H x W");
   const c10::cuda::CUDAGuard guard(grad.device());
   const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor acc = at::zeros({batch_size, height, width, channels},

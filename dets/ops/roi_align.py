@@ -172,6 +172,8 @@ def roi_align(
     """
     check_tensor("input", input, dims=4)
     check_floating("input", input)
+    if input.shape[2] == 0 or input.shape[3] == 0:
+        raise ValueError(f"input must have a non-empty H x W, got shape {tuple(input.shape)}")
     oh, ow = pair("output_size", output_size)
     spatial_scale = check_float_arg("spatial_scale", spatial_scale)
     if not (0 < spatial_scale < float("inf")):
