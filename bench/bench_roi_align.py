@@ -32,9 +32,10 @@ from dets.ops import _backend, roi_align  # noqa: E402
 CASES = [
     ("R-CNN head, 1k RoIs", (2, 256, 64, 64), 1024, 7, 2, 1 / 16),
     ("few RoIs, big map, adaptive", (2, 256, 128, 128), 64, 7, -1, 1 / 8),
+    ("small (with the reference)", (1, 64, 32, 32), 16, 7, 2, 1 / 16),
 ]
 QUICK_CASES = [("small", (2, 64, 32, 32), 128, 7, 2, 1 / 16)]
-REFERENCE_MAX_ROIS = 128
+REFERENCE_MAX_ROIS = 16
 
 
 def _rois(num, shape, spatial_scale, device, generator):

@@ -356,25 +356,28 @@ def test_fake_kernels_give_the_shapes():
     assert grad.shape == (2, 3, 8, 8)
 
 
-@requires_cuda
-@pytest.mark.parametrize("backend_name,device", CUDA_BACKENDS)
+HALF_BACKENDS = [p for p in KERNEL_BACKEND_DEVICES if p.values != ("cpu", "cpu")]
+
+
+@pytest.mark.parametrize("backend_name,device", HALF_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_types_on_cuda(backend_name, device, dtype, gen):
-    input = torch.randn(2, 40, 24, 20, generator=gen)
-    rois = make_rois(gen, 30, 2, 24, 20, 0.5)
-    grad_out = torch.randn(rois.shape[0], 40, 7, 7, generator=gen)
+def test_half_types(backend_name, device, dtype, gen):
+    n, c, h, w = 2, 40, 12, 10
+    input = torch.randn(n, c, h, w, generator=gen)
+    rois = make_rois(gen, 6, n, h, w, 0.5)
+    grad_out = torch.randn(rois.shape[0], c, 4, 4, generator=gen)
     out, grad = forward_backward(
         backend_name,
         input.to(device, dtype),
         rois.to(device, dtype),
         grad_out.to(device, dtype),
-        output_size=7,
+        output_size=4,
         spatial_scale=0.5,
         sampling_ratio=-1,
         aligned=True,
     )
     expected, expected_grad = reference_forward_backward(
-        input.to(dtype).float(), rois.to(dtype).float(), grad_out.to(dtype).float(), 7, 0.5, -1, True
+        input.to(dtype).float(), rois.to(dtype).float(), grad_out.to(dtype).float(), 4, 0.5, -1, True
     )
     assert out.dtype == grad.dtype == dtype
     tol = 1e-2 if dtype == torch.float16 else 5e-2

@@ -303,25 +303,31 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois,
   });
 }
 
-// dst[b] = src[b]^T for `batch` row-major [rows, cols] matrices, in tiles
-// that keep both sides in cache. ATen's generic permuted copy walks one side
-// with a large stride and is several times slower for NCHW <-> NHWC.
+// dst[b] = src[b]^T for `batch` row-major [rows, cols] matrices. Tiles pass
+// through a small padded buffer so every source and destination row segment
+// is touched once, contiguously: the large power-of-two strides of feature
+// maps would otherwise make the strided side thrash one cache set. (ATen's
+// generic permuted copy is several times slower for NCHW <-> NHWC.)
 template <typename T>
 void batched_transpose(const T* src, T* dst, int64_t batch, int64_t rows,
                        int64_t cols) {
   constexpr int64_t kTile = 32;
-  const int64_t tiles = (cols + kTile - 1) / kTile;
-  at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
+  const int64_t col_tiles = (cols + kTile - 1) / kTile;
+  at::parallel_for(0, batch * col_tiles, 1, [&](int64_t begin, int64_t end) {
+    T tile[kTile][kTile + 1];
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t b = t / tiles;
-      const int64_t j0 = (t % tiles) * kTile;
-      const int64_t j1 = std::min(j0 + kTile, cols);
-      const T* s = src + b * rows * cols;
-      T* d = dst + b * rows * cols;
+      const int64_t b = t / col_tiles;
+      const int64_t j0 = (t % col_tiles) * kTile;
+      const int64_t nj = std::min(kTile, cols - j0);
+      const T* s = src + b * rows * cols + j0;
+      T* d = dst + b * rows * cols + j0 * rows;
       for (int64_t i0 = 0; i0 < rows; i0 += kTile) {
-        const int64_t i1 = std::min(i0 + kTile, rows);
-        for (int64_t j = j0; j < j1; ++j) {
-          for (int64_t i = i0; i < i1; ++i) d[j * rows + i] = s[i * cols + j];
+        const int64_t ni = std::min(kTile, rows - i0);
+        for (int64_t i = 0; i < ni; ++i) {
+          for (int64_t j = 0; j < nj; ++j) tile[i][j] = s[(i0 + i) * cols + j];
+        }
+        for (int64_t j = 0; j < nj; ++j) {
+          for (int64_t i = 0; i < ni; ++i) d[j * rows + i0 + i] = tile[i][j];
         }
       }
     }
