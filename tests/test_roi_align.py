@@ -397,3 +397,11 @@ def test_large_on_cuda(backend_name, device, gen):
     expected, expected_grad = forward_backward("cpu", input, rois, grad_out, output_size=7, spatial_scale=0.25)
     torch.testing.assert_close(out.cpu(), expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(grad.cpu(), expected_grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend_name,device", [p for p in KERNEL_BACKEND_DEVICES if p.values[1] == "cpu"])
+def test_opcheck(backend_name, device, gen):
+    op = torch.ops.dets.roi_align_triton if backend_name == "triton" else torch.ops.dets.roi_align
+    input = torch.randn(2, 3, 6, 7, generator=gen, requires_grad=True)
+    rois = make_rois(gen, 3, 2, 6, 7, 1.0)
+    torch.library.opcheck(op.default, (input, rois, 1.0, 2, 3, 2, True))
