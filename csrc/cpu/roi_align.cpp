@@ -42,7 +42,12 @@ constexpr int64_t kBlock = 16;
 #else
 #define DETS_CHANNEL_LOOPS
 #endif
+// The channel loops must be inlined into each clone to get its instructions.
+#if defined(__GNUC__)
 #define DETS_INLINE inline __attribute__((always_inline))
+#else
+#define DETS_INLINE inline
+#endif
 
 // One in-image sample: offsets of its four taps (in elements of the NHWC
 // image, channel 0) and their bilinear weights, in torchvision's order
@@ -123,7 +128,7 @@ struct RoiSamples {
 // N is the compile-time block width (0: runtime width n).
 template <typename T, int64_t N>
 DETS_INLINE void gather_bin(const T* image, const Sample<T>* s, int64_t ns,
-                       int64_t n, T count, T* out, int64_t out_stride) {
+                            int64_t n, T count, T* out, int64_t out_stride) {
   constexpr int64_t kMax = N > 0 ? N : kBlock;
   const int64_t width = N > 0 ? N : n;
   T acc[kMax] = {};
@@ -145,8 +150,8 @@ DETS_INLINE void gather_bin(const T* image, const Sample<T>* s, int64_t ns,
 // Adds one bin's gradient (g[j] = grad / count for `n` channels) to the taps
 // of its samples in `image` (NHWC, already offset to the first channel).
 template <typename T, int64_t N>
-DETS_INLINE void scatter_bin(T* image, const Sample<T>* s, int64_t ns, int64_t n,
-                        const T* g) {
+DETS_INLINE void scatter_bin(T* image, const Sample<T>* s, int64_t ns,
+                             int64_t n, const T* g) {
   const int64_t width = N > 0 ? N : n;
   for (int64_t i = 0; i < ns; ++i) {
     T* p0 = image + s[i].offset[0];
@@ -393,12 +398,12 @@ at::Tensor roi_align_cpu(const at::Tensor& input, const at::Tensor& rois,
   return out;
 }
 
-at::Tensor roi_align_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
-                                  double spatial_scale, int64_t pooled_h,
-                                  int64_t pooled_w, int64_t batch_size,
-                                  int64_t channels, int64_t height,
-                                  int64_t width, int64_t sampling_ratio,
-                                  bool aligned) {
+at::Tensor roi_align_backward_cpu(const at::Tensor& grad,
+                                  const at::Tensor& rois, double spatial_scale,
+                                  int64_t pooled_h, int64_t pooled_w,
+                                  int64_t batch_size, int64_t channels,
+                                  int64_t height, int64_t width,
+                                  int64_t sampling_ratio, bool aligned) {
   check_args(rois, pooled_h, pooled_w);
   TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) &&
                   grad.size(1) == channels && grad.size(2) == pooled_h &&

@@ -47,7 +47,8 @@ __global__ void __launch_bounds__(kLanes* kWarps)
   const int warp = threadIdx.x / kLanes;
   const int64_t c0 = static_cast<int64_t>(blockIdx.y) * kLanes;
   const int64_t c = c0 + lane;
-  const int64_t block_channels = min(static_cast<int64_t>(kLanes), channels - c0);
+  const int64_t block_channels =
+      min(static_cast<int64_t>(kLanes), channels - c0);
   const scalar_t* roi = rois + k * 5;
   const Geometry<acc_t> g = roi_geometry<acc_t>(
       roi, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned);
@@ -109,7 +110,8 @@ __global__ void __launch_bounds__(kLanes* kWarps)
   const int warp = threadIdx.x / kLanes;
   const int64_t c0 = static_cast<int64_t>(blockIdx.y) * kLanes;
   const int64_t c = c0 + lane;
-  const int64_t block_channels = min(static_cast<int64_t>(kLanes), channels - c0);
+  const int64_t block_channels =
+      min(static_cast<int64_t>(kLanes), channels - c0);
   const scalar_t* roi = rois + k * 5;
   const Geometry<acc_t> g = roi_geometry<acc_t>(
       roi, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned);
@@ -196,11 +198,12 @@ at::Tensor roi_align_cuda(const at::Tensor& input, const at::Tensor& rois,
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_cuda", [&] {
-        roi_align_forward_kernel<scalar_t><<<grid, kLanes * kWarps, 0, stream>>>(
-            feat.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
-            out.data_ptr<scalar_t>(), input.size(1), input.size(2),
-            input.size(3), pooled_h, pooled_w, sampling_ratio, aligned,
-            spatial_scale);
+        roi_align_forward_kernel<scalar_t>
+            <<<grid, kLanes * kWarps, 0, stream>>>(
+                feat.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+                out.data_ptr<scalar_t>(), input.size(1), input.size(2),
+                input.size(3), pooled_h, pooled_w, sampling_ratio, aligned,
+                spatial_scale);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return out;
