@@ -5,6 +5,8 @@ Each op validates its arguments here, then runs on the backend chosen by
 """
 
 from ._backend import backend
+from .centernet_decode import centernet_decode
 from .nms import nms
+from .ttf_decode import ttf_decode
 
-__all__ = ["backend", "nms"]
+__all__ = ["backend", "centernet_decode", "nms", "ttf_decode"]
