@@ -1,6 +1,7 @@
 """Argument handling shared by the heatmap decoders (``ttf_decode``, ``centernet_decode``)."""
 
 import math
+import numbers
 
 import torch
 
@@ -45,10 +46,9 @@ def check_decode_args(
         raise TypeError(f"k must be an int, got {k!r}")
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    try:
-        ratio = float(down_ratio)
-    except (TypeError, ValueError):
-        raise TypeError(f"down_ratio must be a number, got {down_ratio!r}") from None
+    if not isinstance(down_ratio, numbers.Real) or isinstance(down_ratio, bool):
+        raise TypeError(f"down_ratio must be a number, got {down_ratio!r}")
+    ratio = float(down_ratio)
     if not (math.isfinite(ratio) and ratio > 0):
         raise ValueError(f"down_ratio must be a positive finite number, got {down_ratio!r}")
     return k, ratio
