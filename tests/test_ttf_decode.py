@@ -50,9 +50,9 @@ def test_reference_matches_brute_force(kind, gen):
                 assert boxes[i, j].tolist() == [0.0, 0.0, 0.0, 0.0]
                 continue
             score, c, y, x = peaks[j]
-            l, t, r, bt = wh[i, :, y, x].tolist()
+            left, top, right, bottom = wh[i, :, y, x].tolist()
             assert (scores[i, j].item(), labels[i, j].item()) == (pytest.approx(score), c)
-            assert boxes[i, j].tolist() == pytest.approx([2 * x - l, 2 * y - t, 2 * x + r, 2 * y + bt])
+            assert boxes[i, j].tolist() == pytest.approx([2 * x - left, 2 * y - top, 2 * x + right, 2 * y + bottom])
 
 
 def two_peak_case():

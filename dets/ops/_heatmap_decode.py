@@ -18,9 +18,7 @@ KERNEL_DTYPES = {
 MAX_MAP_NUMEL = 2**31 - 1
 
 
-def check_decode_args(
-    heatmap, maps: dict[str, tuple[torch.Tensor | None, int]], k, down_ratio
-) -> tuple[int, float]:
+def check_decode_args(heatmap, maps: dict[str, tuple[torch.Tensor | None, int]], k, down_ratio) -> tuple[int, float]:
     """Validate a decoder's arguments; `maps` is {name: (tensor or None, channels)}."""
     check_tensor("heatmap", heatmap, dims=4)
     check_floating("heatmap", heatmap)

@@ -22,7 +22,12 @@ def centernet_decode(
     half_w = size[..., 0] * 0.5
     half_h = size[..., 1] * 0.5
     boxes = torch.stack(
-        [(cx - half_w) * down_ratio, (cy - half_h) * down_ratio, (cx + half_w) * down_ratio, (cy + half_h) * down_ratio],
+        [
+            (cx - half_w) * down_ratio,
+            (cy - half_h) * down_ratio,
+            (cx + half_w) * down_ratio,
+            (cy + half_h) * down_ratio,
+        ],
         dim=2,
     )
     boxes = torch.where(valid.unsqueeze(2), boxes, torch.zeros_like(boxes))
