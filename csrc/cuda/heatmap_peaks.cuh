@@ -99,7 +99,8 @@ __global__ void peak_histogram_kernel(const scalar_t* __restrict__ heat,
 
 // One block of kSelectThreads per image; thread t owns kBins / kSelectThreads
 // bins counted from the top, so an exclusive scan gives the peaks above them.
-__global__ void pick_bin_kernel(const int* __restrict__ hist, int64_t k,
+// static: this header is compiled into each decoder's translation unit.
+static __global__ void pick_bin_kernel(const int* __restrict__ hist, int64_t k,
                                 int* __restrict__ bin) {
   constexpr int kPer = kBins / kSelectThreads;
   using Scan = cub::BlockScan<int, kSelectThreads>;
