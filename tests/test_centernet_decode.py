@@ -27,7 +27,7 @@ def assert_same(result, expected):
     assert boxes.dtype == scores.dtype == want_scores.dtype
     torch.testing.assert_close(labels.cpu(), want_labels.cpu(), rtol=0, atol=0)
     torch.testing.assert_close(scores.cpu(), want_scores.cpu(), rtol=0, atol=0, equal_nan=True)
-    torch.testing.assert_close(boxes.cpu(), want_boxes.cpu())
+    torch.testing.assert_close(boxes.cpu(), want_boxes.cpu(), equal_nan=True)
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKEND_DEVICES)

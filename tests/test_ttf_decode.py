@@ -21,7 +21,7 @@ def assert_same(result, expected):
     assert boxes.dtype == scores.dtype == want_scores.dtype
     torch.testing.assert_close(labels.cpu(), want_labels.cpu(), rtol=0, atol=0)
     torch.testing.assert_close(scores.cpu(), want_scores.cpu(), rtol=0, atol=0, equal_nan=True)
-    torch.testing.assert_close(boxes.cpu(), want_boxes.cpu())
+    torch.testing.assert_close(boxes.cpu(), want_boxes.cpu(), equal_nan=True)
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKEND_DEVICES)
@@ -103,9 +103,12 @@ def test_non_finite_scores_match_reference(backend, device, gen):
     heatmap[1] = float("-inf")
     heatmap[1, 2, 3, :3] = float("nan")
     wh = random_maps(2, 7, 6, 4, gen)
+    wh[0, 0, 0, 0] = float("nan")  # non-finite distances pass through into the box
+    wh[0, 3, 0, 0] = float("inf")
     expected = reference.ttf_decode(heatmap, wh, 30, 4.0)
     assert_same(decode(backend, heatmap.to(device), wh.to(device), k=30), expected)
     assert expected[2][1].tolist().count(-1) == 0  # -inf cells are peaks
+    assert expected[0][0, 0].isnan()[0] and expected[0][0, 0, 3] == float("inf")
 
 
 @pytest.mark.parametrize("backend,device", [*KERNEL_BACKEND_DEVICES, pytest.param("torch", "cpu", id="torch")])
@@ -225,3 +228,13 @@ def test_fake_kernel(backend):
         with ops.backend(backend):
             boxes, scores, labels = ops.ttf_decode(heatmap, wh, k=9)
     assert boxes.shape == (3, 9, 4) and scores.shape == (3, 9) and labels.dtype == torch.int64
+
+
+@requires_extension
+def test_cpu_autocast(gen):
+    heatmap = random_heatmap(1, 3, 8, 8, "uniform", gen)
+    wh = random_maps(1, 8, 8, 4, gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        boxes, scores, labels = ops.ttf_decode(heatmap.bfloat16(), wh.bfloat16(), k=5)
+    assert boxes.dtype == scores.dtype == torch.bfloat16
+    assert_same((boxes, scores, labels), reference.ttf_decode(heatmap.bfloat16(), wh.bfloat16(), 5, 4.0))

@@ -18,6 +18,8 @@ Conventions (shared by every backend, and by ``centernet_decode``):
              CUDA and Triton kernels: float32/float16/bfloat16. For CPU tensors the wrapper
              casts float16/bfloat16 inputs to float32 and the outputs back (which is also
              how the op runs under CPU autocast); nothing is cast on CUDA.
+    Non-finite values in ``wh`` (and ``offset``) pass into the boxes as IEEE arithmetic
+    gives them.
     Not differentiable; the whole decode runs on the tensors' device with no host sync.
 """
 
