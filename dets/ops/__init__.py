@@ -5,9 +5,20 @@ Each op validates its arguments here, then runs on the backend chosen by
 """
 
 from ._backend import backend
+from .centernet_decode import centernet_decode
 from .centernet_targets import centernet_targets
 from .nms import nms
 from .roi_align import RoIAlign, roi_align
+from .ttf_decode import ttf_decode
 from .ttf_targets import ttf_targets
 
-__all__ = ["backend", "centernet_targets", "nms", "roi_align", "RoIAlign", "ttf_targets"]
+__all__ = [
+    "backend",
+    "centernet_decode",
+    "centernet_targets",
+    "nms",
+    "roi_align",
+    "RoIAlign",
+    "ttf_decode",
+    "ttf_targets",
+]
