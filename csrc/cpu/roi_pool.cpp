@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <cmath>
 #include <limits>
@@ -76,6 +77,27 @@ inline void bin_range(int64_t p, T bin, int64_t start, int64_t size,
   *hi = std::min(std::max<int64_t>(b, 0), size);
 }
 
+// Runs f(begin, end) over [0, n) in blocks that the pool's threads take from a
+// shared counter, so a thread the OS deschedules on a busy machine delays only
+// the block it holds rather than a fixed half of the work. Each block is
+// computed the same way whichever thread takes it: results do not depend on
+// the schedule.
+template <typename F>
+void parallel_blocks(int64_t n, int64_t block, const F& f) {
+  const int64_t blocks = (n + block - 1) / block;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), blocks);
+  if (threads <= 1 || at::in_parallel_region()) {
+    f(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t b = next.fetch_add(1); b < blocks; b = next.fetch_add(1)) {
+      f(b * block, std::min(n, (b + 1) * block));
+    }
+  });
+}
+
 void check_batch_indices(const at::Tensor& rois, int64_t batch_size) {
   AT_DISPATCH_FLOATING_TYPES(rois.scalar_type(), "roi_pool_check_rois", [&] {
     const scalar_t* r = rois.data_ptr<scalar_t>();
@@ -88,21 +110,18 @@ void check_batch_indices(const at::Tensor& rois, int64_t batch_size) {
   });
 }
 
-// Channels pooled together: their running maxima stay in vector registers
-// while the bin's pixels stream by.
-constexpr int64_t kChunk = 32;
+// Channels pooled together (128 bytes): their running maxima stay in vector
+// registers while the bin's pixels stream by.
+template <typename T>
+constexpr int64_t kChunk = 128 / sizeof(T);
 
-// Max over pixels [h0, h1) x [w0, w1) of `count` channels starting at x_c
-// (channels-last, `channels` apart per pixel). kCount > 0 fixes count at
-// compile time so best/where live in registers.
-template <typename T, int64_t kCount>
-inline void bin_max(const T* x_c, int64_t width, int64_t channels, int64_t h0,
-                    int64_t h1, int64_t w0, int64_t w1, int64_t count,
-                    T* best_out, int32_t* where_out) {
-  const int64_t n = kCount > 0 ? kCount : count;
-  T best[kChunk];
-  int32_t where[kChunk];
-  for (int64_t j = 0; j < n; ++j) {
+// Max over pixels [h0, h1) x [w0, w1) of `count` <= kChunk<T> channels
+// starting at x_c (channels-last, `channels` apart per pixel).
+template <typename T>
+void bin_max(const T* x_c, int64_t width, int64_t channels, int64_t h0,
+             int64_t h1, int64_t w0, int64_t w1, int64_t count, T* best,
+             int32_t* where) {
+  for (int64_t j = 0; j < count; ++j) {
     best[j] = static_cast<T>(-FLT_MAX);
     where[j] = -1;
   }
@@ -110,22 +129,70 @@ inline void bin_max(const T* x_c, int64_t width, int64_t channels, int64_t h0,
     for (int64_t w = w0; w < w1; ++w) {
       const T* px = x_c + (h * width + w) * channels;
       const int32_t offset = static_cast<int32_t>(h * width + w);
-      // Written as a mask so compilers turn it into compare + blend.
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j) {
-        const T v = px[j];
-        const T b = best[j];
-        const int32_t greater = -static_cast<int32_t>(v > b);
-        best[j] = v > b ? v : b;
+      for (int64_t j = 0; j < count; ++j) {
+        if (px[j] > best[j]) {
+          best[j] = px[j];
+          where[j] = offset;
+        }
+      }
+    }
+  }
+}
+
+#if defined(__GNUC__)
+// The same for exactly kChunk<T> channels, in 16-byte vectors (SSE2, NEON)
+// with an integer lane type of the element's width for the compare masks.
+template <typename T>
+struct Lanes;
+template <>
+struct Lanes<float> {
+  typedef int32_t I;
+  typedef float V __attribute__((vector_size(16)));
+  typedef int32_t M __attribute__((vector_size(16)));
+};
+template <>
+struct Lanes<double> {
+  typedef int64_t I;
+  typedef double V __attribute__((vector_size(16)));
+  typedef int64_t M __attribute__((vector_size(16)));
+};
+
+template <typename T>
+void bin_max_chunk(const T* x_c, int64_t width, int64_t channels, int64_t h0,
+                   int64_t h1, int64_t w0, int64_t w1, T* best_out,
+                   int32_t* where_out) {
+  using V = typename Lanes<T>::V;
+  using M = typename Lanes<T>::M;
+  using I = typename Lanes<T>::I;
+  constexpr int kLanes = 16 / sizeof(T);
+  constexpr int kVectors = kChunk<T> / kLanes;
+  V best[kVectors];
+  M where[kVectors];
+  for (int j = 0; j < kVectors; ++j) {
+    best[j] = V{} - static_cast<T>(FLT_MAX);
+    where[j] = M{} - I{1};
+  }
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t w = w0; w < w1; ++w) {
+      const T* px = x_c + (h * width + w) * channels;
+      const M offset = M{} + static_cast<I>(h * width + w);
+      for (int j = 0; j < kVectors; ++j) {
+        V v;
+        __builtin_memcpy(&v, px + j * kLanes, sizeof(V));
+        const M greater = v > best[j];  // all-ones lanes where strictly greater
+        best[j] = (V)(((M)v & greater) | ((M)best[j] & ~greater));
         where[j] = (offset & greater) | (where[j] & ~greater);
       }
     }
   }
-  for (int64_t j = 0; j < n; ++j) {
-    best_out[j] = best[j];
-    where_out[j] = where[j];
+  for (int j = 0; j < kVectors; ++j) {
+    for (int l = 0; l < kLanes; ++l) {
+      best_out[j * kLanes + l] = best[j][l];
+      where_out[j * kLanes + l] = static_cast<int32_t>(where[j][l]);
+    }
   }
 }
+#endif
 
 template <typename T>
 void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
@@ -139,13 +206,14 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   const T* r = rois.data_ptr<T>();
   T* out = output.data_ptr<T>();
   int32_t* arg = argmax.data_ptr<int32_t>();
+  constexpr int64_t chunk = kChunk<T>;
 
-  at::parallel_for(0, rois.size(0), 1, [&](int64_t begin, int64_t end) {
+  parallel_blocks(rois.size(0), 4, [&](int64_t begin, int64_t end) {
     // Bin bounds of one RoI, then one chunk of channels for all bins, written
     // out [C, PH * PW]-major from these tiles.
     std::vector<int64_t> hs(2 * pooled_h), ws(2 * pooled_w);
-    std::vector<T> tile_v(bins * kChunk);
-    std::vector<int32_t> tile_a(bins * kChunk);
+    std::vector<T> tile_v(bins * chunk);
+    std::vector<int32_t> tile_a(bins * chunk);
     for (int64_t k = begin; k < end; ++k) {
       const RoIBins<T> roi = roi_bins(r + 5 * k, scale, pooled_h, pooled_w);
       T* out_k = out + k * channels * bins;
@@ -164,24 +232,28 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
                   &ws[2 * pw + 1]);
       }
       const T* x_n = x + roi.batch * height * width * channels;
-      for (int64_t c0 = 0; c0 < channels; c0 += kChunk) {
-        const int64_t count = std::min(kChunk, channels - c0);
+      for (int64_t c0 = 0; c0 < channels; c0 += chunk) {
+        const int64_t count = std::min(chunk, channels - c0);
         for (int64_t ph = 0; ph < pooled_h; ++ph) {
           const int64_t h0 = hs[2 * ph], h1 = hs[2 * ph + 1];
           for (int64_t pw = 0; pw < pooled_w; ++pw) {
             const int64_t w0 = ws[2 * pw], w1 = ws[2 * pw + 1];
             const int64_t p = ph * pooled_w + pw;
-            T* tv = tile_v.data() + p * kChunk;
-            int32_t* ta = tile_a.data() + p * kChunk;
+            T* tv = tile_v.data() + p * chunk;
+            int32_t* ta = tile_a.data() + p * chunk;
             if (h1 <= h0 || w1 <= w0) {
               std::fill(tv, tv + count, T(0));
               std::fill(ta, ta + count, -1);
-            } else if (count == kChunk) {
-              bin_max<T, kChunk>(x_n + c0, width, channels, h0, h1, w0, w1,
-                                 count, tv, ta);
             } else {
-              bin_max<T, 0>(x_n + c0, width, channels, h0, h1, w0, w1, count,
-                            tv, ta);
+#if defined(__GNUC__)
+              if (count == chunk) {
+                bin_max_chunk<T>(x_n + c0, width, channels, h0, h1, w0, w1,
+                                 tv, ta);
+                continue;
+              }
+#endif
+              bin_max<T>(x_n + c0, width, channels, h0, h1, w0, w1, count, tv,
+                         ta);
             }
           }
         }
@@ -189,8 +261,8 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
           T* o = out_k + (c0 + j) * bins;
           int32_t* a = arg_k + (c0 + j) * bins;
           for (int64_t p = 0; p < bins; ++p) {
-            o[p] = tile_v[p * kChunk + j];
-            a[p] = tile_a[p * kChunk + j];
+            o[p] = tile_v[p * chunk + j];
+            a[p] = tile_a[p * chunk + j];
           }
         }
       }
@@ -276,8 +348,8 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois,
   const int64_t block = std::max<int64_t>(
       1, std::min<int64_t>(channels, (int64_t{128} << 10) / sizeof(T) / plane));
   const int64_t blocks_per_image = (channels + block - 1) / block;
-  at::parallel_for(0, batch_size * blocks_per_image, 1, [&](int64_t begin,
-                                                          int64_t end) {
+  parallel_blocks(batch_size * blocks_per_image, 1, [&](int64_t begin,
+                                                      int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks_per_image;
       const int64_t c0 = (t % blocks_per_image) * block;
