@@ -99,13 +99,19 @@ def run(device: torch.device, quick: bool = False) -> None:
         floor_f, floor_fb = _floors(case, bandwidth)
         tv_f = tv_fb = None
         if tv is not None:
-            tv_f, tv_fb = _time(lambda x_, r, s, sc: tv.roi_pool(x_, r, s, sc), x, rois, grad, size, scale, device, repeats)
-            rows.append([label, "torchvision", fmt_ms(tv_f), fmt_ms(tv_fb), "1.00", "1.00", fmt_ms(floor_f), fmt_ms(floor_fb)])
+            tv_f, tv_fb = _time(
+                lambda x_, r, s, sc: tv.roi_pool(x_, r, s, sc), x, rois, grad, size, scale, device, repeats
+            )
+            rows.append(
+                [label, "torchvision", fmt_ms(tv_f), fmt_ms(tv_fb), "1.00", "1.00", fmt_ms(floor_f), fmt_ms(floor_fb)]
+            )
         for name in names:
             f, fb = _time(_with_backend(name), x, rois, grad, size, scale, device, repeats)
             ratio_f = f"{tv_f / f:.2f}" if tv_f else "n/a"
             ratio_fb = f"{tv_fb / fb:.2f}" if tv_fb else "n/a"
-            rows.append([label, name, fmt_ms(f), fmt_ms(fb), ratio_f, ratio_fb, f"{floor_f / f:.0%}", f"{floor_fb / fb:.0%}"])
+            rows.append(
+                [label, name, fmt_ms(f), fmt_ms(fb), ratio_f, ratio_fb, f"{floor_f / f:.0%}", f"{floor_fb / fb:.0%}"]
+            )
     case = REFERENCE_CASE
     x, rois, grad = _inputs(case, device, generator)
     f, fb = _time(_with_backend("torch"), x, rois, grad, case[5], case[6], device, 2)

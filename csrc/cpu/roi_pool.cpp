@@ -294,8 +294,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(const at::Tensor& input,
   check_args(input, rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1);
-  at::Tensor output = at::empty({num_rois, channels, pooled_height, pooled_width},
-                                input.options());
+  at::Tensor output = at::empty(
+      {num_rois, channels, pooled_height, pooled_width}, input.options());
   at::Tensor argmax = at::empty_like(output, output.options().dtype(at::kInt));
   if (output.numel() == 0) {
     return {output, argmax};
@@ -381,8 +381,9 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
   TORCH_CHECK(grad.dim() == 4 && grad.size(1) == channels,
               "_roi_pool_backward: grad must be [K, C, PH, PW], got ",
               grad.sizes());
-  TORCH_CHECK(argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
-              "_roi_pool_backward: argmax must be int32 shaped like grad");
+  TORCH_CHECK(
+      argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
+      "_roi_pool_backward: argmax must be int32 shaped like grad");
   TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5 &&
                   rois.size(0) == grad.size(0),
               "_roi_pool_backward: rois must be [K, 5] matching grad");

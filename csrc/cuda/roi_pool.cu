@@ -71,8 +71,10 @@ __global__ void roi_pool_forward_kernel(
     // Legacy Caffe "+1" size, with malformed RoIs forced to 1 x 1.
     const int64_t roi_w = max(x2 - x1 + 1, int64_t{1});
     const int64_t roi_h = max(y2 - y1 + 1, int64_t{1});
-    const acc_t bin_h = static_cast<acc_t>(roi_h) / static_cast<acc_t>(pooled_h);
-    const acc_t bin_w = static_cast<acc_t>(roi_w) / static_cast<acc_t>(pooled_w);
+    const acc_t bin_h =
+        static_cast<acc_t>(roi_h) / static_cast<acc_t>(pooled_h);
+    const acc_t bin_w =
+        static_cast<acc_t>(roi_w) / static_cast<acc_t>(pooled_w);
     int64_t h0 = static_cast<int64_t>(floor_(static_cast<acc_t>(ph) * bin_h));
     int64_t h1 =
         static_cast<int64_t>(ceil_(static_cast<acc_t>(ph + 1) * bin_h));
@@ -193,8 +195,9 @@ at::Tensor roi_pool_backward_cuda(const at::Tensor& grad,
   TORCH_CHECK(grad.dim() == 4 && grad.size(1) == channels,
               "_roi_pool_backward: grad must be [K, C, PH, PW], got ",
               grad.sizes());
-  TORCH_CHECK(argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
-              "_roi_pool_backward: argmax must be int32 shaped like grad");
+  TORCH_CHECK(
+      argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
+      "_roi_pool_backward: argmax must be int32 shaped like grad");
   TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5 &&
                   rois.size(0) == grad.size(0) &&
                   rois.scalar_type() == grad.scalar_type(),

@@ -18,10 +18,16 @@ Conventions (shared by every backend):
             outside the map) outputs 0.
     Grad    each output's gradient goes to the pixel it took; empty bins pass none. The CPU
             backward is deterministic (and bit-identical to torchvision's); CUDA and Triton
-            accumulate with atomics (order-dependent rounding).
+            accumulate with atomics (order-dependent rounding). No double backward on the
+            kernel backends (the backward op has no derivative registered).
     Non-finite boxes: a RoI with a NaN or infinite corner (after scaling) outputs 0 in every
             bin and passes no gradient. Finite corners beyond +-2^40 pixels are clamped there.
-    argmax  the kernels' int32 argmax holds plane offsets h * W + w, hence H * W < 2^31.
+    Ops     dets::roi_pool (C++ CPU/CUDA) and dets::roi_pool_triton return (output, argmax):
+            argmax is int32 shaped like output, holding the taken pixel's offset h * W + w in
+            its (image, channel) plane or -1 (half the memory of a global int64 index; hence
+            H * W < 2^31, checked). dets::_roi_pool_backward(_triton) scatters a gradient of
+            any strides through it. Autograd is registered on both forward ops, fake kernels
+            on all four.
     Autocast: under an enabled autocast region for input's device the op runs in float32 and
             casts the result back to input's dtype (as torchvision does).
     dtypes  cpu: float32, float64; cuda: float32, float64, float16, bfloat16; triton: float32,
