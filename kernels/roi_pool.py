@@ -44,13 +44,14 @@ def _roi_pool_forward_kernel(
     x_ptr,  # [N, H, W, C] contiguous
     rois_ptr,  # [K, 5] contiguous
     out_ptr,  # [K, C, PH, PW]
-    arg_ptr,  # [K, C, PH, PW] int32
+    arg_ptr,  # [K, C, PH, PW] int32 (unused without WITH_ARGMAX)
     scale,
     C,
     H,
     W,
     PH,
     PW,
+    WITH_ARGMAX: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
@@ -109,7 +110,8 @@ def _roi_pool_forward_kernel(
     offs = k * C * PH * PW + c[None, :].to(tl.int64) * (PH * PW) + p[:, None]
     mask = p_in[:, None] & c_mask
     tl.store(out_ptr + offs, best.to(out_ptr.dtype.element_ty), mask=mask)
-    tl.store(arg_ptr + offs, where, mask=mask)
+    if WITH_ARGMAX:
+        tl.store(arg_ptr + offs, where, mask=mask)
 
 
 @triton.jit
@@ -151,13 +153,19 @@ def _grid_blocks(channels: int, bins: int) -> tuple[int, int]:
 
 
 def roi_pool_forward(
-    input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int, pooled_width: int
+    input: torch.Tensor,
+    rois: torch.Tensor,
+    spatial_scale: float,
+    pooled_height: int,
+    pooled_width: int,
+    with_argmax: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """output [K, C, PH, PW] (input's dtype) and int32 argmax of validated arguments."""
+    """output [K, C, PH, PW] (input's dtype) and int32 argmax (empty [0] without
+    with_argmax) of validated arguments."""
     n, channels, height, width = input.shape
     num_rois = rois.shape[0]
     output = input.new_empty((num_rois, channels, pooled_height, pooled_width))
-    argmax = torch.empty(output.shape, dtype=torch.int32, device=input.device)
+    argmax = torch.empty(output.shape if with_argmax else (0,), dtype=torch.int32, device=input.device)
     if output.numel() == 0:
         return output, argmax
     x = input.permute(0, 2, 3, 1).contiguous()
@@ -168,13 +176,14 @@ def roi_pool_forward(
         x,
         rois.contiguous(),
         output,
-        argmax,
+        argmax if with_argmax else output,
         float(spatial_scale),
         channels,
         height,
         width,
         pooled_height,
         pooled_width,
+        WITH_ARGMAX=with_argmax,
         BLOCK_P=block_p,
         BLOCK_C=BLOCK_C,
     )

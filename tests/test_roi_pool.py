@@ -42,10 +42,10 @@ def make_rois(gen, images, height, width, scale, count=12, dtype=torch.float32) 
     return torch.cat([index, boxes], dim=1).to(dtype)
 
 
-def raw_forward(backend_name, x, rois, size, scale):
+def raw_forward(backend_name, x, rois, size, scale, with_argmax=True):
     if backend_name == "triton":
-        return torch.ops.dets.roi_pool_triton(x, rois, scale, *size)
-    return torch.ops.dets.roi_pool(x, rois, scale, *size)
+        return torch.ops.dets.roi_pool_triton(x, rois, scale, *size, with_argmax)
+    return torch.ops.dets.roi_pool(x, rois, scale, *size, with_argmax)
 
 
 def forward_backward(backend_name, x, rois, size, scale, grad=None):
@@ -72,6 +72,18 @@ def test_matches_reference(backend_name, device, images, channels, height, width
     _, ref_gx = forward_backward("torch", x, rois, size, scale, grad)
     assert torch.equal(out, ref_out)
     torch.testing.assert_close(gx, ref_gx, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend_name,device", KERNEL_BACKEND_DEVICES)
+def test_inference_skips_the_argmax(backend_name, device, gen):
+    x = torch.randn(2, 5, 9, 8, generator=gen).to(device)
+    rois = make_rois(gen, 2, 9, 8, 1.0).to(device)
+    expected, _ = roi_pool_with_argmax(x, rois, (2, 3), 1.0)
+    out, arg = raw_forward(backend_name, x, rois, (2, 3), 1.0, with_argmax=False)
+    assert arg.shape == (0,) and arg.dtype == torch.int32
+    assert torch.equal(out, expected)
+    with torch.no_grad(), backend(backend_name):
+        assert torch.equal(roi_pool(x.requires_grad_(True), rois, (2, 3), 1.0), expected)
 
 
 @pytest.mark.parametrize("backend_name,device", KERNEL_BACKEND_DEVICES)

@@ -205,7 +205,7 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   const T* x = input.data_ptr<T>();  // channels-last: [N, H, W, C]
   const T* r = rois.data_ptr<T>();
   T* out = output.data_ptr<T>();
-  int32_t* arg = argmax.data_ptr<int32_t>();
+  int32_t* arg = argmax.numel() > 0 ? argmax.data_ptr<int32_t>() : nullptr;
   constexpr int64_t chunk = kChunk<T>;
 
   parallel_blocks(rois.size(0), 4, [&](int64_t begin, int64_t end) {
@@ -217,10 +217,12 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
     for (int64_t k = begin; k < end; ++k) {
       const RoIBins<T> roi = roi_bins(r + 5 * k, scale, pooled_h, pooled_w);
       T* out_k = out + k * channels * bins;
-      int32_t* arg_k = arg + k * channels * bins;
+      int32_t* arg_k = arg != nullptr ? arg + k * channels * bins : nullptr;
       if (!roi.valid) {
         std::fill(out_k, out_k + channels * bins, T(0));
-        std::fill(arg_k, arg_k + channels * bins, -1);
+        if (arg_k != nullptr) {
+          std::fill(arg_k, arg_k + channels * bins, -1);
+        }
         continue;
       }
       for (int64_t ph = 0; ph < pooled_h; ++ph) {
@@ -259,9 +261,13 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
         }
         for (int64_t j = 0; j < count; ++j) {
           T* o = out_k + (c0 + j) * bins;
-          int32_t* a = arg_k + (c0 + j) * bins;
           for (int64_t p = 0; p < bins; ++p) {
             o[p] = tile_v[p * chunk + j];
+          }
+        }
+        for (int64_t j = 0; arg_k != nullptr && j < count; ++j) {
+          int32_t* a = arg_k + (c0 + j) * bins;
+          for (int64_t p = 0; p < bins; ++p) {
             a[p] = tile_a[p * chunk + j];
           }
         }
@@ -290,13 +296,16 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(const at::Tensor& input,
                                                 const at::Tensor& rois,
                                                 double spatial_scale,
                                                 int64_t pooled_height,
-                                                int64_t pooled_width) {
+                                                int64_t pooled_width,
+                                                bool with_argmax) {
   check_args(input, rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1);
   at::Tensor output = at::empty(
       {num_rois, channels, pooled_height, pooled_width}, input.options());
-  at::Tensor argmax = at::empty_like(output, output.options().dtype(at::kInt));
+  at::Tensor argmax =
+      with_argmax ? at::empty_like(output, output.options().dtype(at::kInt))
+                  : at::empty({0}, output.options().dtype(at::kInt));
   if (output.numel() == 0) {
     return {output, argmax};
   }

@@ -87,7 +87,9 @@ __global__ void roi_pool_forward_kernel(
     w1 = min(max(w1 + x1, int64_t{0}), width);
     if (!ok || h1 <= h0 || w1 <= w0) {
       output[i] = static_cast<scalar_t>(0);
-      argmax[i] = -1;
+      if (argmax != nullptr) {
+        argmax[i] = -1;
+      }
       continue;
     }
     // Strict '>' from -FLT_MAX in row-major order: the first maximum wins and
@@ -105,7 +107,9 @@ __global__ void roi_pool_forward_kernel(
       }
     }
     output[i] = static_cast<scalar_t>(best);
-    argmax[i] = where;
+    if (argmax != nullptr) {
+      argmax[i] = where;
+    }
   }
 }
 
@@ -145,7 +149,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(const at::Tensor& input,
                                                  const at::Tensor& rois,
                                                  double spatial_scale,
                                                  int64_t pooled_height,
-                                                 int64_t pooled_width) {
+                                                 int64_t pooled_width,
+                                                 bool with_argmax) {
   TORCH_CHECK(input.is_cuda() && rois.is_cuda(),
               "roi_pool: input and rois must be CUDA tensors");
   TORCH_CHECK(input.dim() == 4, "roi_pool: input must be [N, C, H, W], got ",
@@ -163,7 +168,9 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(const at::Tensor& input,
   const int64_t channels = input.size(1);
   at::Tensor output = at::empty(
       {rois.size(0), channels, pooled_height, pooled_width}, input.options());
-  at::Tensor argmax = at::empty_like(output, output.options().dtype(at::kInt));
+  at::Tensor argmax =
+      with_argmax ? at::empty_like(output, output.options().dtype(at::kInt))
+                  : at::empty({0}, output.options().dtype(at::kInt));
   const int64_t total = output.numel();
   if (total == 0) {
     return {output, argmax};
@@ -179,7 +186,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(const at::Tensor& input,
                 x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
                 static_cast<acc_t>(spatial_scale), total, channels,
                 input.size(2), input.size(3), pooled_height, pooled_width,
-                output.data_ptr<scalar_t>(), argmax.data_ptr<int32_t>());
+                output.data_ptr<scalar_t>(),
+                with_argmax ? argmax.data_ptr<int32_t>() : nullptr);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return {output, argmax};

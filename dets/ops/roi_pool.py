@@ -25,9 +25,10 @@ Conventions (shared by every backend):
     Ops     dets::roi_pool (C++ CPU/CUDA) and dets::roi_pool_triton return (output, argmax):
             argmax is int32 shaped like output, holding the taken pixel's offset h * W + w in
             its (image, channel) plane or -1 (half the memory of a global int64 index; hence
-            H * W < 2^31, checked). dets::_roi_pool_backward(_triton) scatters a gradient of
-            any strides through it. Autograd is registered on both forward ops, fake kernels
-            on all four.
+            H * W < 2^31, checked). When no gradient is wanted the wrapper passes
+            with_argmax=False and gets an empty argmax: the forward writes half the bytes.
+            dets::_roi_pool_backward(_triton) scatters a gradient of any strides through it.
+            Autograd is registered on both forward ops, fake kernels on all four.
     Autocast: under an enabled autocast region for input's device the op runs in float32 and
             casts the result back to input's dtype (as torchvision does).
     dtypes  cpu: float32, float64; cuda: float32, float64, float16, bfloat16; triton: float32,
@@ -53,10 +54,15 @@ _DTYPES = {
 
 @torch.library.custom_op("dets::roi_pool_triton", mutates_args=())
 def _roi_pool_triton(
-    input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int, pooled_width: int
+    input: torch.Tensor,
+    rois: torch.Tensor,
+    spatial_scale: float,
+    pooled_height: int,
+    pooled_width: int,
+    with_argmax: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     kernels = _backend.triton_kernels("roi_pool", input.device)
-    return kernels.roi_pool_forward(input, rois, spatial_scale, pooled_height, pooled_width)
+    return kernels.roi_pool_forward(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax)
 
 
 @torch.library.custom_op("dets::_roi_pool_backward_triton", mutates_args=())
@@ -73,9 +79,9 @@ def _roi_pool_backward_triton(
     return kernels.roi_pool_backward(grad, rois, argmax, batch_size, channels, height, width)
 
 
-def _roi_pool_fake(input, rois, spatial_scale, pooled_height, pooled_width):
+def _roi_pool_fake(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax=True):
     shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
-    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int32)
+    return input.new_empty(shape), input.new_empty(shape if with_argmax else (0,), dtype=torch.int32)
 
 
 def _roi_pool_backward_fake(grad, rois, argmax, batch_size, channels, height, width):
@@ -95,7 +101,7 @@ def _autograd_backward(backward_op):
         grad_input = None
         if grad_output is not None and ctx.needs_input_grad[0]:
             grad_input = backward_op(grad_output, rois, argmax, *ctx.input_shape)
-        return grad_input, None, None, None, None
+        return grad_input, None, None, None, None, None
 
     return backward
 
@@ -160,9 +166,11 @@ def roi_pool(
     _check_dtype(backend, input)
     if backend == "torch":
         return _reference.roi_pool(input, rois, pooled, spatial_scale)
+    # Without a gradient to route, the argmax is not even written.
+    with_argmax = torch.is_grad_enabled() and input.requires_grad
     if backend == "triton":
-        return _roi_pool_triton(input, rois, spatial_scale, *pooled)[0]
-    return torch.ops.dets.roi_pool(input, rois, spatial_scale, *pooled)[0]
+        return _roi_pool_triton(input, rois, spatial_scale, *pooled, with_argmax)[0]
+    return torch.ops.dets.roi_pool(input, rois, spatial_scale, *pooled, with_argmax)[0]
 
 
 class RoIPool(nn.Module):
