@@ -32,7 +32,7 @@ from dets.ops import _backend, backend, roi_pool  # noqa: E402
 # (images, channels, height, width, RoIs, output size, spatial scale)
 FULL = [(2, 256, 64, 64, 1024, 7, 1 / 16), (2, 256, 50, 68, 512, 14, 1 / 16)]
 QUICK = [(2, 64, 32, 32, 256, 7, 1 / 16)]
-REFERENCE_CASE = (1, 16, 16, 16, 16, 7, 1 / 16)
+REFERENCE_CASE = (1, 16, 16, 16, 4, 7, 1 / 16)
 
 
 def _inputs(case, device, generator):
@@ -97,16 +97,24 @@ def run(device: torch.device, quick: bool = False) -> None:
         x, rois, grad = _inputs(case, device, generator)
         label = f"{images}x{channels}x{height}x{width}, {count} RoIs, {size}x{size}"
         floor_f, floor_fb = _floors(case, bandwidth)
-        tv_f = tv_fb = None
+        contenders = {name: _with_backend(name) for name in names}
         if tv is not None:
-            tv_f, tv_fb = _time(
-                lambda x_, r, s, sc: tv.roi_pool(x_, r, s, sc), x, rois, grad, size, scale, device, repeats
-            )
+            contenders["torchvision"] = lambda x_, r, s, sc: tv.roi_pool(x_, r, s, sc)
+        # Two alternating rounds, best of each: a shared machine's load drifts less between
+        # the contenders than across one long round.
+        times = {}
+        for _ in range(2):
+            for name, fn in contenders.items():
+                f, fb = _time(fn, x, rois, grad, size, scale, device, repeats)
+                best = times.get(name, (f, fb))
+                times[name] = (min(best[0], f), min(best[1], fb))
+        tv_f, tv_fb = times.get("torchvision", (None, None))
+        if tv_f is not None:
             rows.append(
                 [label, "torchvision", fmt_ms(tv_f), fmt_ms(tv_fb), "1.00", "1.00", fmt_ms(floor_f), fmt_ms(floor_fb)]
             )
         for name in names:
-            f, fb = _time(_with_backend(name), x, rois, grad, size, scale, device, repeats)
+            f, fb = times[name]
             ratio_f = f"{tv_f / f:.2f}" if tv_f else "n/a"
             ratio_fb = f"{tv_fb / fb:.2f}" if tv_fb else "n/a"
             rows.append(
@@ -115,7 +123,7 @@ def run(device: torch.device, quick: bool = False) -> None:
     case = REFERENCE_CASE
     x, rois, grad = _inputs(case, device, generator)
     f, fb = _time(_with_backend("torch"), x, rois, grad, case[5], case[6], device, 2)
-    rows.append(["1x16x16x16, 16 RoIs, 7x7", "torch (reference)", fmt_ms(f), fmt_ms(fb), "", "", "", ""])
+    rows.append(["1x16x16x16, 4 RoIs, 7x7", "torch (reference)", fmt_ms(f), fmt_ms(fb), "", "", "", ""])
     header = ["case", "backend", "fwd ms", "fwd+bwd ms", "fwd x tv", "fwd+bwd x tv", "fwd floor", "fwd+bwd floor"]
     print_table(f"roi_pool on {device_description(device)}, {bandwidth / 1e9:.1f} GB/s copy", header, rows)
     print("\nfloor columns: the bytes-moved floor as a share of the measured time (torchvision rows: floor in ms).")
