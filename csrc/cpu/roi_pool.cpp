@@ -209,11 +209,12 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   constexpr int64_t chunk = kChunk<T>;
 
   parallel_blocks(rois.size(0), 4, [&](int64_t begin, int64_t end) {
-    // Bin bounds of one RoI, then one chunk of channels for all bins, written
-    // out [C, PH * PW]-major from these tiles.
+    // Bin after bin, every channel chunk of the bin's pixels: each pixel's
+    // channel row is then read front to back (prefetcher-friendly), and the
+    // [PH * PW, C] results are transposed into output's [C, PH * PW] per RoI.
     std::vector<int64_t> hs(2 * pooled_h), ws(2 * pooled_w);
-    std::vector<T> tile_v(bins * chunk);
-    std::vector<int32_t> tile_a(bins * chunk);
+    std::vector<T> tile_v(bins * channels);
+    std::vector<int32_t> tile_a(bins * channels);
     for (int64_t k = begin; k < end; ++k) {
       const RoIBins<T> roi = roi_bins(r + 5 * k, scale, pooled_h, pooled_w);
       T* out_k = out + k * channels * bins;
@@ -234,41 +235,41 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
                   &ws[2 * pw + 1]);
       }
       const T* x_n = x + roi.batch * height * width * channels;
-      for (int64_t c0 = 0; c0 < channels; c0 += chunk) {
-        const int64_t count = std::min(chunk, channels - c0);
-        for (int64_t ph = 0; ph < pooled_h; ++ph) {
-          const int64_t h0 = hs[2 * ph], h1 = hs[2 * ph + 1];
-          for (int64_t pw = 0; pw < pooled_w; ++pw) {
-            const int64_t w0 = ws[2 * pw], w1 = ws[2 * pw + 1];
-            const int64_t p = ph * pooled_w + pw;
-            T* tv = tile_v.data() + p * chunk;
-            int32_t* ta = tile_a.data() + p * chunk;
-            if (h1 <= h0 || w1 <= w0) {
-              std::fill(tv, tv + count, T(0));
-              std::fill(ta, ta + count, -1);
-            } else {
+      for (int64_t ph = 0; ph < pooled_h; ++ph) {
+        const int64_t h0 = hs[2 * ph], h1 = hs[2 * ph + 1];
+        for (int64_t pw = 0; pw < pooled_w; ++pw) {
+          const int64_t w0 = ws[2 * pw], w1 = ws[2 * pw + 1];
+          T* tv = tile_v.data() + (ph * pooled_w + pw) * channels;
+          int32_t* ta = tile_a.data() + (ph * pooled_w + pw) * channels;
+          if (h1 <= h0 || w1 <= w0) {
+            std::fill(tv, tv + channels, T(0));
+            std::fill(ta, ta + channels, -1);
+            continue;
+          }
+          int64_t c0 = 0;
 #if defined(__GNUC__)
-              if (count == chunk) {
-                bin_max_chunk<T>(x_n + c0, width, channels, h0, h1, w0, w1,
-                                 tv, ta);
-                continue;
-              }
+          for (; c0 + chunk <= channels; c0 += chunk) {
+            bin_max_chunk<T>(x_n + c0, width, channels, h0, h1, w0, w1,
+                             tv + c0, ta + c0);
+          }
 #endif
-              bin_max<T>(x_n + c0, width, channels, h0, h1, w0, w1, count, tv,
-                         ta);
-            }
+          for (; c0 < channels; c0 += chunk) {
+            bin_max<T>(x_n + c0, width, channels, h0, h1, w0, w1,
+                       std::min(chunk, channels - c0), tv + c0, ta + c0);
           }
         }
-        for (int64_t j = 0; j < count; ++j) {
-          T* o = out_k + (c0 + j) * bins;
-          for (int64_t p = 0; p < bins; ++p) {
-            o[p] = tile_v[p * chunk + j];
+      }
+      // Blocks of 16 channels: contiguous tile reads, 16 output rows written.
+      for (int64_t c0 = 0; c0 < channels; c0 += 16) {
+        const int64_t c1 = std::min(channels, c0 + 16);
+        for (int64_t p = 0; p < bins; ++p) {
+          for (int64_t c = c0; c < c1; ++c) {
+            out_k[c * bins + p] = tile_v[p * channels + c];
           }
         }
-        for (int64_t j = 0; arg_k != nullptr && j < count; ++j) {
-          int32_t* a = arg_k + (c0 + j) * bins;
-          for (int64_t p = 0; p < bins; ++p) {
-            a[p] = tile_a[p * chunk + j];
+        for (int64_t p = 0; arg_k != nullptr && p < bins; ++p) {
+          for (int64_t c = c0; c < c1; ++c) {
+            arg_k[c * bins + p] = tile_a[p * channels + c];
           }
         }
       }
