@@ -9,6 +9,7 @@ from .centernet_decode import centernet_decode
 from .centernet_targets import centernet_targets
 from .nms import nms
 from .roi_align import RoIAlign, roi_align
+from .roi_pool import RoIPool, roi_pool
 from .ttf_decode import ttf_decode
 from .ttf_targets import ttf_targets
 
@@ -18,7 +19,9 @@ __all__ = [
     "centernet_targets",
     "nms",
     "roi_align",
+    "roi_pool",
     "RoIAlign",
+    "RoIPool",
     "ttf_decode",
     "ttf_targets",
 ]
