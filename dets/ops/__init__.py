@@ -5,6 +5,8 @@ Each op validates its arguments here, then runs on the backend chosen by
 """
 
 from ._backend import backend
+from .batched_nms import batched_nms
 from .nms import nms
+from .soft_nms import soft_nms
 
-__all__ = ["backend", "nms"]
+__all__ = ["backend", "batched_nms", "nms", "soft_nms"]
