@@ -57,6 +57,11 @@ def maximum(a, b):
 
 
 @triton.jit
+def minimum(a, b):
+    return tl.minimum(a, b)
+
+
+@triton.jit
 def iou_mask_kernel(
     boxes_ptr,  # [n, 4] in visit order, contiguous
     seg_end_ptr,  # int64 [n]: end of each box's category range (n for plain NMS)
