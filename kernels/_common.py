@@ -96,7 +96,9 @@ def iou_mask_kernel(
     cy1 = tl.load(boxes_ptr + cols * 4 + 1, mask=col_ok, other=0.0).to(tl.float32)
     cx2 = tl.load(boxes_ptr + cols * 4 + 2, mask=col_ok, other=0.0).to(tl.float32)
     cy2 = tl.load(boxes_ptr + cols * 4 + 3, mask=col_ok, other=0.0).to(tl.float32)
-    iou = box_iou(rx1[:, None], ry1[:, None], rx2[:, None], ry2[:, None], cx1[None, :], cy1[None, :], cx2[None, :], cy2[None, :])
+    iou = box_iou(
+        rx1[:, None], ry1[:, None], rx2[:, None], ry2[:, None], cx1[None, :], cy1[None, :], cx2[None, :], cy2[None, :]
+    )
     hit = (iou > threshold) & (cols[None, :] > rows[:, None]) & (cols[None, :] < seg_end[:, None])
     bits = tl.where(hit, tl.full([1, TILE], 1, tl.int64) << lane[None, :].to(tl.int64), 0)
     tl.store(out, tl.reduce(bits, 1, bitwise_or), mask=row_ok)

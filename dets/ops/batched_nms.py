@@ -33,9 +33,7 @@ if _backend.extension_loaded():
     torch.library.register_fake("dets::batched_nms")(_batched_nms_fake)
 
 
-def batched_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
-) -> torch.Tensor:
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """NMS within each category of `idxs`; same results as ``torchvision.ops.batched_nms``.
 
     Args:
