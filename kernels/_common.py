@@ -38,27 +38,18 @@ def box_iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2):
     return tl.math.div_rn(inter, area_a + area_b - inter)
 
 
-# Combine functions for tl.reduce. The kernels avoid tl.sum/tl.max: those are jit
-# functions of triton.language, which the interpreter cannot run when triton was first
-# imported in compiled mode (as it is once torch has loaded it).
+# Reductions. The kernels avoid tl.sum/tl.max/tl.zeros: those are jit functions of
+# triton.language, which the interpreter cannot call when triton was first imported in
+# compiled mode (as it is once torch has loaded it). tl.reduce is a builtin; given
+# triton's own combine functions it also takes the interpreter's fast numpy path.
+SUM = tl.standard._sum_combine
+MAX = tl.standard._elementwise_max
+MIN = tl.standard._elementwise_min
+
+
 @triton.jit
 def bitwise_or(a, b):
     return a | b
-
-
-@triton.jit
-def add(a, b):
-    return a + b
-
-
-@triton.jit
-def maximum(a, b):
-    return tl.maximum(a, b)
-
-
-@triton.jit
-def minimum(a, b):
-    return tl.minimum(a, b)
 
 
 @triton.jit
@@ -84,7 +75,7 @@ def iou_mask_kernel(
     row_ok = rows < n
     seg_end = tl.load(seg_end_ptr + rows, mask=row_ok, other=0)
     out = mask_ptr + rows * n_words + cb
-    if cb.to(tl.int64) * TILE >= tl.reduce(seg_end, 0, maximum):
+    if cb.to(tl.int64) * TILE >= tl.reduce(seg_end, 0, MAX):
         tl.store(out, tl.full([TILE], 0, tl.int64), mask=row_ok)
         return
     col_ok = cols < n
@@ -101,7 +92,8 @@ def iou_mask_kernel(
     )
     hit = (iou > threshold) & (cols[None, :] > rows[:, None]) & (cols[None, :] < seg_end[:, None])
     bits = tl.where(hit, tl.full([1, TILE], 1, tl.int64) << lane[None, :].to(tl.int64), 0)
-    tl.store(out, tl.reduce(bits, 1, bitwise_or), mask=row_ok)
+    # Every column owns a distinct bit, so the sum is the OR (bit 63 wraps correctly).
+    tl.store(out, tl.reduce(bits, 1, SUM), mask=row_ok)
 
 
 @triton.jit
@@ -128,7 +120,7 @@ def unwrap_kernel(
         removed = tl.load(removed_ptr + rb)
         kept_bits = tl.full([], 0, tl.int64)
         for i in range(0, TILE):
-            word = tl.reduce(tl.where(lane == i, diag, 0), 0, add)
+            word = tl.reduce(tl.where(lane == i, diag, 0), 0, SUM)
             alive = ((removed >> i) & 1) == 0
             removed = tl.where(alive, removed | word, removed)
             kept_bits = tl.where(alive, kept_bits | (one << i), kept_bits)

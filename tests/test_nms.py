@@ -16,7 +16,7 @@ from tests.conftest import (
 )
 
 # The interpreted Triton kernels are slow: keep their inputs small.
-SIZES = {"cpu": [1, 7, 64, 65, 300, 3000], "cuda": [1, 7, 64, 65, 300, 3000], "triton": [1, 7, 64, 65, 150]}
+SIZES = {"cpu": [1, 7, 64, 65, 300, 1000], "cuda": [1, 7, 64, 65, 300, 1000], "triton": [1, 7, 65, 130]}
 
 
 def run(backend, *args):
@@ -39,7 +39,7 @@ def degenerate_inputs(n, gen, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKEND_DEVICES)
-@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.7])
+@pytest.mark.parametrize("threshold", [0.0, 0.5])
 def test_matches_reference_on_random_boxes(backend, device, threshold, gen):
     for n in sizes_for(backend, device):
         boxes = random_boxes(n, gen).to(device)
@@ -68,7 +68,8 @@ def test_matches_torchvision_with_unique_scores(backend, device, gen):
     tv = torchvision_ops()
     if tv is None:
         pytest.skip("torchvision is not importable")
-    n = max(sizes_for(backend, device)) if backend != "torch" else 200
+    # Thousands of boxes on the CPU kernel exercise its multi-threaded path.
+    n = {"cpu": 4000, "torch": 200}.get(backend, max(sizes_for(backend, device)))
     boxes = random_boxes(n, gen)
     scores = torch.randperm(n, generator=gen).float() / n
     for threshold in (0.2, 0.5, 0.9):
@@ -154,7 +155,7 @@ def test_non_contiguous_inputs(backend, device, gen):
     scores = torch.rand(240, generator=gen).to(device)[::2]
     assert not boxes.is_contiguous() and not scores.is_contiguous()
     expected = reference.nms(base.cpu(), scores.cpu(), 0.5)
-    assert torch.equal(run(backend, torch.cat([base, base], dim=1)[:, ::2], scores, 0.5).cpu(), expected)
+    assert torch.equal(run(backend, torch.stack([base, base], dim=-1)[..., 0], scores, 0.5).cpu(), expected)
     assert torch.equal(run(backend, boxes, scores, 0.5).cpu(), expected)
 
 

@@ -17,7 +17,7 @@ from tests.conftest import (
 )
 
 METHODS = ["linear", "gaussian", "hard"]
-SIZES = {"cpu": [1, 9, 120, 600], "cuda": [1, 9, 120, 600], "triton": [1, 9, 60]}
+SIZES = {"cpu": [1, 9, 120, 400], "cuda": [1, 9, 120, 400], "triton": [1, 9, 40]}
 
 
 def run(backend, *args, **kwargs):
