@@ -19,7 +19,8 @@ std::vector<int64_t> group_by_category(const int64_t* cls,
   std::vector<int64_t> order(n);
   const auto [lo_it, hi_it] = std::minmax_element(cls, cls + n);
   const int64_t lo = *lo_it;
-  const uint64_t span = static_cast<uint64_t>(*hi_it) - static_cast<uint64_t>(lo);
+  const uint64_t span =
+      static_cast<uint64_t>(*hi_it) - static_cast<uint64_t>(lo);
   if (span < static_cast<uint64_t>(4 * n + 1024)) {
     std::vector<int64_t> start(span + 2, 0);
     for (int64_t i = 0; i < n; ++i) {
@@ -37,8 +38,8 @@ std::vector<int64_t> group_by_category(const int64_t* cls,
   const at::Tensor ordered =
       at::from_blob(const_cast<int64_t*>(by_score), {n}, idxs.options());
   const at::Tensor cls_in_score_order = idxs.index_select(0, ordered);
-  const at::Tensor regroup = std::get<1>(
-      cls_in_score_order.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  const at::Tensor regroup = std::get<1>(cls_in_score_order.sort(
+      /*stable=*/true, /*dim=*/0, /*descending=*/false));
   const int64_t* r = regroup.data_ptr<int64_t>();
   for (int64_t p = 0; p < n; ++p) {
     order[p] = by_score[r[p]];
@@ -123,9 +124,9 @@ at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores,
   }
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "batched_nms_cpu", [&] {
-    out = batched_nms_cpu_impl<scalar_t>(boxes.contiguous(),
-                                         scores.contiguous(),
-                                         idxs.contiguous(), iou_threshold);
+    out =
+        batched_nms_cpu_impl<scalar_t>(boxes.contiguous(), scores.contiguous(),
+                                       idxs.contiguous(), iou_threshold);
   });
   return out;
 }

@@ -75,9 +75,8 @@ __attribute__((always_inline)) inline bool any_overlap_body(
     int hit = 0;
 #pragma omp simd reduction(| : hit)
     for (int64_t j = start; j < stop; ++j) {
-      const T iou =
-          box_iou(x1[j], y1[j], x2[j], y2[j], area[j], bx1, by1, bx2, by2,
-                  barea);
+      const T iou = box_iou(x1[j], y1[j], x2[j], y2[j], area[j], bx1, by1, bx2,
+                            by2, barea);
       hit |= iou > thr;
     }
     if (hit) {
@@ -90,7 +89,8 @@ __attribute__((always_inline)) inline bool any_overlap_body(
 }  // namespace detail
 
 // One clone per instruction set, picked at load time (GCC ifunc).
-[[maybe_unused]] __attribute__((target_clones("avx512f", "avx2", "default"))) static bool
+[[maybe_unused]]
+__attribute__((target_clones("avx512f", "avx2", "default"))) static bool
 any_overlap(const float* x1, const float* y1, const float* x2, const float* y2,
             const float* area, int64_t n, float bx1, float by1, float bx2,
             float by2, float barea, float thr) {
@@ -98,7 +98,8 @@ any_overlap(const float* x1, const float* y1, const float* x2, const float* y2,
                                   barea, thr);
 }
 
-[[maybe_unused]] __attribute__((target_clones("avx512f", "avx2", "default"))) static bool
+[[maybe_unused]]
+__attribute__((target_clones("avx512f", "avx2", "default"))) static bool
 any_overlap(const double* x1, const double* y1, const double* x2,
             const double* y2, const double* area, int64_t n, double bx1,
             double by1, double bx2, double by2, double barea, double thr) {

@@ -1,7 +1,8 @@
 // Soft-NMS on the CPU. Sequential by nature: each step selects the remaining
-// box of highest current score, then decays the others. The remaining boxes
-// live in compacted columns (index order), and one fused pass per step
-// decays, drops and finds the next selection.
+// box of highest current score, then decays the others. Per step, one
+// vectorised pass computes the IoUs with the selected box and one scalar pass
+// decays, drops and finds the next selection; the columns (index order) are
+// compacted when half of them are dead.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -32,6 +33,34 @@ inline KeyT<T> score_key(T v) {
 }
 
 template <typename T>
+__attribute__((always_inline)) inline void ious_body(const BoxColumns<T>& cols,
+                                                     int64_t m, int64_t sel,
+                                                     T* __restrict out) {
+  const T ax1 = cols.x1[sel], ay1 = cols.y1[sel], ax2 = cols.x2[sel],
+          ay2 = cols.y2[sel], aarea = cols.area[sel];
+  const T* __restrict x1 = cols.x1.data();
+  const T* __restrict y1 = cols.y1.data();
+  const T* __restrict x2 = cols.x2.data();
+  const T* __restrict y2 = cols.y2.data();
+  const T* __restrict area = cols.area.data();
+#pragma omp simd
+  for (int64_t r = 0; r < m; ++r) {
+    out[r] =
+        box_iou(ax1, ay1, ax2, ay2, aarea, x1[r], y1[r], x2[r], y2[r], area[r]);
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void ious(
+    const BoxColumns<float>& cols, int64_t m, int64_t sel, float* out) {
+  ious_body(cols, m, sel, out);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void ious(
+    const BoxColumns<double>& cols, int64_t m, int64_t sel, double* out) {
+  ious_body(cols, m, sel, out);
+}
+
+template <typename T>
 std::tuple<at::Tensor, at::Tensor> soft_nms_cpu_impl(
     const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
     double sigma, double score_threshold, int64_t method) {
@@ -44,8 +73,9 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu_impl(
   auto below = [&](T s) { return static_cast<double>(s) < score_threshold; };
 
   BoxColumns<T> cols(n);
-  std::vector<T> s(n);
+  std::vector<T> s(n), iou(n);
   std::vector<int64_t> pos(n);
+  std::vector<uint8_t> alive(n, 1);
   int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (below(sc[i])) {
@@ -58,64 +88,80 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu_impl(
   }
   std::vector<int64_t> keep;
   std::vector<T> kept_scores;
-  auto argmax = [&](int64_t count) {
-    int64_t best = 0;
-    KeyT<T> best_key = score_key(s[0]);
-    for (int64_t r = 1; r < count; ++r) {
-      const KeyT<T> k = score_key(s[r]);
-      if (k > best_key) {
-        best_key = k;
-        best = r;
-      }
+  int64_t sel = -1;
+  KeyT<T> sel_key = 0;
+  for (int64_t r = 0; r < m; ++r) {
+    const KeyT<T> key = score_key(s[r]);
+    if (sel < 0 || key > sel_key) {
+      sel = r;
+      sel_key = key;
     }
-    return best;
-  };
-  int64_t sel = m > 0 ? argmax(m) : 0;
-  while (m > 0) {
+  }
+  int64_t dead = 0;
+  while (sel >= 0) {
     keep.push_back(pos[sel]);
     kept_scores.push_back(s[sel]);
-    const T ax1 = cols.x1[sel], ay1 = cols.y1[sel], ax2 = cols.x2[sel],
-            ay2 = cols.y2[sel], aarea = cols.area[sel];
-    int64_t w = 0;
+    alive[sel] = 0;
+    ++dead;
+    // IoUs with every column (dead ones too): a branch-free vectorised pass.
+    ious(cols, m, sel, iou.data());
     int64_t next = -1;
-    KeyT<T> next_key = std::numeric_limits<KeyT<T>>::min();
+    KeyT<T> next_key = 0;
     for (int64_t r = 0; r < m; ++r) {
-      if (r == sel) {
+      if (!alive[r]) {
         continue;
       }
-      const T iou = box_iou(ax1, ay1, ax2, ay2, aarea, cols.x1[r], cols.y1[r],
-                            cols.x2[r], cols.y2[r], cols.area[r]);
+      const T u = iou[r];
       T v = s[r];
       bool drop = false;
-      if (iou == iou) {
+      // A NaN IoU leaves the box as it is; exp(-0) = 1, so a zero IoU can
+      // skip the exponential exactly.
+      if (u == u) {
         if (method == 0) {
-          drop = iou > thr;
+          drop = u > thr;
         } else if (method == 1) {
-          if (iou > thr) {
-            v = v * (T(1) - iou);
+          if (u > thr) {
+            v = v * (T(1) - u);
           }
-        } else {
-          v = v * std::exp(-(iou * iou) / sigma_t);
+        } else if (u != T(0)) {
+          v = v * std::exp(-(u * u) / sigma_t);
         }
       }
       if (drop || below(v)) {
+        alive[r] = 0;
+        ++dead;
         continue;
       }
-      const KeyT<T> k = score_key(v);
-      if (next < 0 || k > next_key) {
-        next_key = k;
-        next = w;
+      s[r] = v;
+      const KeyT<T> key = score_key(v);
+      if (next < 0 || key > next_key) {
+        next = r;
+        next_key = key;
       }
-      cols.x1[w] = cols.x1[r];
-      cols.y1[w] = cols.y1[r];
-      cols.x2[w] = cols.x2[r];
-      cols.y2[w] = cols.y2[r];
-      cols.area[w] = cols.area[r];
-      s[w] = v;
-      pos[w] = pos[r];
-      ++w;
     }
-    m = w;
+    // Compact once half the columns are dead, keeping index order.
+    if (2 * dead > m) {
+      int64_t w = 0;
+      for (int64_t r = 0; r < m; ++r) {
+        if (!alive[r]) {
+          continue;
+        }
+        if (r == next) {
+          next = w;
+        }
+        cols.x1[w] = cols.x1[r];
+        cols.y1[w] = cols.y1[r];
+        cols.x2[w] = cols.x2[r];
+        cols.y2[w] = cols.y2[r];
+        cols.area[w] = cols.area[r];
+        s[w] = s[r];
+        pos[w] = pos[r];
+        alive[w] = 1;
+        ++w;
+      }
+      m = w;
+      dead = 0;
+    }
     sel = next;
   }
   const int64_t k = static_cast<int64_t>(keep.size());
@@ -126,12 +172,9 @@ std::tuple<at::Tensor, at::Tensor> soft_nms_cpu_impl(
   return {keep_t, scores_t};
 }
 
-std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(const at::Tensor& boxes,
-                                                const at::Tensor& scores,
-                                                double iou_threshold,
-                                                double sigma,
-                                                double score_threshold,
-                                                int64_t method) {
+std::tuple<at::Tensor, at::Tensor> soft_nms_cpu(
+    const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
+    double sigma, double score_threshold, int64_t method) {
   TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4,
               "soft_nms: boxes must have shape [N, 4], got ", boxes.sizes());
   TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0),

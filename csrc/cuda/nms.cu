@@ -5,8 +5,8 @@
 //   3. nms_unwrap_kernel: one block walks the 64-box blocks in order. Each
 //      block is resolved from its diagonal tile held in one warp's registers
 //      (a 64-step register loop, no memory round trip per box), then its kept
-//      rows are OR-ed into the removed bitset (shared memory) by all threads,
-//      coalesced along the mask rows.
+//      rows are OR-ed into the removed bitset (shared memory) by all warps,
+//      coalesced along the mask rows: two barriers per 64 boxes.
 // The only host sync is learning the output length (masked_select).
 // The mask takes n * ceil(n / 64) * 8 bytes (20k boxes: 50 MB).
 #include <ATen/ATen.h>
@@ -23,11 +23,12 @@ namespace dets {
 namespace {
 
 constexpr int kUnwrapThreads = 512;
+constexpr int kUnwrapWarps = kUnwrapThreads / 32;
 
 template <typename scalar_t>
 __global__ void nms_mask_kernel(const scalar_t* __restrict__ boxes,
-                                const int64_t* __restrict__ seg_end,
-                                int64_t n, int64_t n_words,
+                                const int64_t* __restrict__ seg_end, int64_t n,
+                                int64_t n_words,
                                 at::opmath_type<scalar_t> threshold,
                                 uint64_t* __restrict__ mask) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -69,8 +70,8 @@ __global__ void nms_mask_kernel(const scalar_t* __restrict__ boxes,
   mask[row * n_words + cb] = bits;
 }
 
-__global__ void nms_unwrap_kernel(const uint64_t* __restrict__ mask,
-                                  int64_t n, int64_t n_words,
+__global__ void nms_unwrap_kernel(const uint64_t* __restrict__ mask, int64_t n,
+                                  int64_t n_words,
                                   uint64_t* __restrict__ removed_global,
                                   bool use_shared, bool* __restrict__ keep) {
   extern __shared__ uint64_t removed_shared[];
@@ -92,7 +93,9 @@ __global__ void nms_unwrap_kernel(const uint64_t* __restrict__ mask,
       uint64_t kept = 0;
 #pragma unroll
       for (int i = 0; i < kNmsTile; ++i) {
-        const uint64_t word = __shfl_sync(0xffffffffu, i < 32 ? d0 : d1, i & 31);
+        const uint64_t word = __shfl_sync(
+            0xffffffffu, static_cast<unsigned long long>(i < 32 ? d0 : d1),
+            i & 31);
         const bool alive = ((rem >> i) & 1ULL) == 0;
         rem |= alive ? word : 0ULL;
         kept |= alive ? (1ULL << i) : 0ULL;
@@ -112,14 +115,23 @@ __global__ void nms_unwrap_kernel(const uint64_t* __restrict__ mask,
       }
     }
     __syncthreads();
+    // Lane l of warp v ORs rows v, v + 16, ... of the block into words l,
+    // l + 32, ...: coalesced rows, four independent loads in flight per word.
     const uint64_t kept = kept_bits;
-    for (int64_t w = rb + 1 + threadIdx.x; w < n_words; w += blockDim.x) {
+    const int warp = threadIdx.x >> 5;
+    for (int64_t w = rb + 1 + lane; w < n_words; w += 32) {
       uint64_t acc = 0;
-      for (uint64_t bits = kept; bits != 0; bits &= bits - 1) {
-        const int64_t i = __ffsll(static_cast<long long>(bits)) - 1;
-        acc |= mask[(base + i) * n_words + w];
+#pragma unroll
+      for (int k = 0; k < kNmsTile / kUnwrapWarps; ++k) {
+        const int r = warp + k * kUnwrapWarps;
+        if ((kept >> r) & 1ULL) {
+          acc |= mask[(base + r) * n_words + w];
+        }
       }
-      removed[w] |= acc;
+      if (acc != 0) {
+        atomicOr(reinterpret_cast<unsigned long long*>(removed + w),
+                 static_cast<unsigned long long>(acc));
+      }
     }
     __syncthreads();
   }
@@ -137,7 +149,8 @@ at::Tensor greedy_keep_cuda(const at::Tensor& sorted_boxes,
   at::Tensor mask = at::empty({n, n_words}, options.dtype(at::kLong));
   at::Tensor keep = at::empty({n}, options.dtype(at::kBool));
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int64_t* seg = seg_end.defined() ? seg_end.data_ptr<int64_t>() : nullptr;
+  const int64_t* seg =
+      seg_end.defined() ? seg_end.data_ptr<int64_t>() : nullptr;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, sorted_boxes.scalar_type(), "nms_mask", [&] {
         using acc_t = at::opmath_type<scalar_t>;
@@ -170,8 +183,9 @@ at::Tensor greedy_keep_cuda(const at::Tensor& sorted_boxes,
   }
   nms_unwrap_kernel<<<1, kUnwrapThreads, smem, stream>>>(
       reinterpret_cast<const uint64_t*>(mask.data_ptr<int64_t>()), n, n_words,
-      use_shared ? nullptr
-                 : reinterpret_cast<uint64_t*>(removed_global.data_ptr<int64_t>()),
+      use_shared
+          ? nullptr
+          : reinterpret_cast<uint64_t*>(removed_global.data_ptr<int64_t>()),
       use_shared, keep.data_ptr<bool>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return keep;

@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "cuda/helpers.cuh"
 
 namespace dets {
@@ -30,21 +32,25 @@ __device__ __forceinline__ uint64_t selection_key(float s, int64_t i) {
          (0xffffffffu - static_cast<uint32_t>(i));
 }
 
+__device__ __forceinline__ uint64_t warp_max(uint64_t v) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const uint64_t other = __shfl_xor_sync(
+        0xffffffffu, static_cast<unsigned long long>(v), offset);
+    v = other > v ? other : v;
+  }
+  return v;
+}
+
 __device__ uint64_t block_max(uint64_t v, uint64_t* warp_best,
                               uint64_t* result) {
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    v = max(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  }
+  v = warp_max(v);
   const int warp = threadIdx.x >> 5;
   if ((threadIdx.x & 31) == 0) {
     warp_best[warp] = v;
   }
   __syncthreads();
   if (warp == 0) {
-    v = (threadIdx.x < (blockDim.x >> 5)) ? warp_best[threadIdx.x] : 0;
-    for (int offset = 16; offset > 0; offset >>= 1) {
-      v = max(v, __shfl_xor_sync(0xffffffffu, v, offset));
-    }
+    v = warp_max(threadIdx.x < (blockDim.x >> 5) ? warp_best[threadIdx.x] : 0);
     if (threadIdx.x == 0) {
       *result = v;
     }
@@ -54,15 +60,12 @@ __device__ uint64_t block_max(uint64_t v, uint64_t* warp_best,
 }
 
 template <typename scalar_t>
-__global__ void soft_nms_kernel(const scalar_t* __restrict__ boxes,
-                                const scalar_t* __restrict__ scores, int64_t n,
-                                float iou_threshold, float sigma,
-                                float score_threshold, int method,
-                                float* __restrict__ work,
-                                uint8_t* __restrict__ alive,
-                                int64_t* __restrict__ keep,
-                                float* __restrict__ kept_scores,
-                                int64_t* __restrict__ count) {
+__global__ void soft_nms_kernel(
+    const scalar_t* __restrict__ boxes, const scalar_t* __restrict__ scores,
+    int64_t n, float iou_threshold, float sigma, float score_threshold,
+    int method, float* __restrict__ work, uint8_t* __restrict__ alive,
+    int64_t* __restrict__ keep, float* __restrict__ kept_scores,
+    int64_t* __restrict__ count) {
   __shared__ uint64_t warp_best[32];
   __shared__ uint64_t result;
   uint64_t best = 0;
@@ -72,7 +75,7 @@ __global__ void soft_nms_kernel(const scalar_t* __restrict__ boxes,
     work[i] = s;
     alive[i] = a;
     if (a) {
-      best = max(best, selection_key(s, i));
+      best = std::max(best, selection_key(s, i));
     }
   }
   best = block_max(best, warp_best, &result);
@@ -110,7 +113,7 @@ __global__ void soft_nms_kernel(const scalar_t* __restrict__ boxes,
         continue;
       }
       work[i] = s;
-      best = max(best, selection_key(s, i));
+      best = std::max(best, selection_key(s, i));
     }
     best = block_max(best, warp_best, &result);
   }
@@ -119,12 +122,9 @@ __global__ void soft_nms_kernel(const scalar_t* __restrict__ boxes,
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(const at::Tensor& boxes,
-                                                 const at::Tensor& scores,
-                                                 double iou_threshold,
-                                                 double sigma,
-                                                 double score_threshold,
-                                                 int64_t method) {
+std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(
+    const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
+    double sigma, double score_threshold, int64_t method) {
   TORCH_CHECK(boxes.is_cuda() && scores.is_cuda(),
               "soft_nms: boxes and scores must be CUDA tensors");
   TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4,
