@@ -9,7 +9,7 @@ import triton.language as tl
 from . import _common
 
 # Key of a dropped box: below the key of every score, -inf included.
-DEAD = -(1 << 40)
+DEAD = tl.constexpr(-(1 << 40))
 
 
 @triton.jit
