@@ -99,6 +99,7 @@ def iou_mask_kernel(
 @triton.jit
 def unwrap_kernel(
     mask_ptr,  # int64 [n, n_words] from iou_mask_kernel
+    seg_end_ptr,  # int64 [n], as for iou_mask_kernel
     removed_ptr,  # int64 [n_words], zeros: scratch for the removed-box bitset
     keep_ptr,  # bool [n] out: whether the box at each visit position is kept
     n,
@@ -109,7 +110,7 @@ def unwrap_kernel(
     """The greedy pass over the mask, on the device, in one program. Each 64-box block is
     resolved from its diagonal tile held in registers (one scalar step per box, no memory
     round trip); the block's kept rows are then OR-ed into the removed words of later blocks
-    in CHUNK-word vector steps."""
+    in CHUNK-word vector steps, up to the end of the block's last category range."""
     lane = tl.arange(0, TILE).to(tl.int64)
     one = tl.full([], 1, tl.int64)
     for rb in range(0, n_words):
@@ -127,9 +128,11 @@ def unwrap_kernel(
         kept = ((kept_bits >> lane) & 1) != 0
         tl.store(keep_ptr + rows, kept & row_ok, mask=row_ok)
         take = kept & row_ok
-        for start in range(rb + 1, n_words, CHUNK):
+        last = tl.minimum(rb * TILE + TILE, n) - 1
+        end_word = (tl.load(seg_end_ptr + last) + TILE - 1) // TILE
+        for start in range(rb + 1, end_word, CHUNK):
             words = start + tl.arange(0, CHUNK)
-            ok = words < n_words
+            ok = words < end_word
             tile = tl.load(
                 mask_ptr + rows[:, None] * n_words + words[None, :], mask=take[:, None] & ok[None, :], other=0
             )
@@ -154,5 +157,5 @@ def greedy_keep(sorted_boxes: torch.Tensor, seg_end: torch.Tensor, iou_threshold
     iou_mask_kernel[(n_words, n_words)](
         sorted_boxes, seg_end, mask, n, n_words, thr, TILE=TILE, num_warps=4, enable_fp_fusion=False
     )
-    unwrap_kernel[(1,)](mask, removed, keep, n, n_words, TILE=TILE, CHUNK=32, num_warps=4)
+    unwrap_kernel[(1,)](mask, seg_end, removed, keep, n, n_words, TILE=TILE, CHUNK=32, num_warps=4)
     return keep

@@ -119,7 +119,12 @@ __global__ void nms_unwrap_kernel(const uint64_t* __restrict__ mask, int64_t n,
     // l + 32, ...: coalesced rows, four independent loads in flight per word.
     const uint64_t kept = kept_bits;
     const int warp = threadIdx.x >> 5;
-    for (int64_t w = rb + 1 + lane; w < n_words; w += 32) {
+    // Words past the block's last category range hold no bits.
+    const int64_t last = std::min(n, base + kNmsTile) - 1;
+    const int64_t end_word = seg_end == nullptr
+                                 ? n_words
+                                 : (seg_end[last] + kNmsTile - 1) / kNmsTile;
+    for (int64_t w = rb + 1 + lane; w < end_word; w += 32) {
       uint64_t acc = 0;
 #pragma unroll
       for (int k = 0; k < kNmsTile / kUnwrapWarps; ++k) {
@@ -182,7 +187,8 @@ at::Tensor greedy_keep_cuda(const at::Tensor& sorted_boxes,
     removed_global = at::empty({n_words}, options.dtype(at::kLong));
   }
   nms_unwrap_kernel<<<1, kUnwrapThreads, smem, stream>>>(
-      reinterpret_cast<const uint64_t*>(mask.data_ptr<int64_t>()), n, n_words,
+      reinterpret_cast<const uint64_t*>(mask.data_ptr<int64_t>()), seg, n,
+      n_words,
       use_shared
           ? nullptr
           : reinterpret_cast<uint64_t*>(removed_global.data_ptr<int64_t>()),
