@@ -4,7 +4,8 @@ Conventions (shared by every backend and by the whole NMS family):
     boxes   float [N, 4] as (x1, y1, x2, y2) in absolute coordinates, no "+1" on widths.
     IoU     inter / (area_a + area_b - inter), areas (x2 - x1) * (y2 - y1), computed in the
             boxes' dtype, in float32 for float16/bfloat16 boxes (torchvision's arithmetic,
-            so float32/float64 results match ``torchvision.ops.nms`` exactly).
+            so float32/float64 results match ``torchvision.ops.nms`` exactly). The Triton
+            kernels compute float64 boxes in float32.
     A box is suppressed when its IoU with a kept box is strictly greater than the threshold
     (the float IoU compared with the threshold as a double).
     Visit order is by decreasing score; equal scores are visited in increasing index order

@@ -18,8 +18,14 @@ Selection, exactly:
     the order among equal scores depend on earlier removals; here ties always go to the
     lowest index.
 
-Arithmetic: IoU, weights and scores in float32 (float64 for float64 inputs); the returned
-scores are cast to the scores' dtype. Threshold comparisons are exact (as in double).
+Arithmetic: IoU, weights and scores in float32 (float64 for float64 inputs on the CPU and
+reference backends); the returned scores are cast to the scores' dtype. Threshold comparisons
+are exact (as in double). The Gaussian weight's exp comes from each backend's math library, so
+its scores can differ in the last bits between backends.
+
+Cost: O(N^2) time on every backend; on CUDA and Triton one thread block / program runs the
+whole loop (two barriers per selected box), so it suits the per-image sizes Soft-NMS is used at
+(up to a few thousand boxes), not tens of thousands.
 """
 
 import math
