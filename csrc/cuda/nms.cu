@@ -70,8 +70,9 @@ __global__ void nms_mask_kernel(const scalar_t* __restrict__ boxes,
   mask[row * n_words + cb] = bits;
 }
 
-__global__ void nms_unwrap_kernel(const uint64_t* __restrict__ mask, int64_t n,
-                                  int64_t n_words,
+__global__ void nms_unwrap_kernel(const uint64_t* __restrict__ mask,
+                                  const int64_t* __restrict__ seg_end,
+                                  int64_t n, int64_t n_words,
                                   uint64_t* __restrict__ removed_global,
                                   bool use_shared, bool* __restrict__ keep) {
   extern __shared__ uint64_t removed_shared[];
