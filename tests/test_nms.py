@@ -222,3 +222,14 @@ def test_cuda_large_input_matches_cpu(backend, gen):
     scores = torch.randperm(20000, generator=gen).float()
     expected = nms(boxes, scores, 0.5)
     assert torch.equal(run(backend, boxes.cuda(), scores.cuda(), 0.5).cpu(), expected)
+
+
+@pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
+def test_autocast_with_mixed_dtypes(backend, device, gen):
+    # Half-type boxes beside float32 scores, as a detector under autocast produces them.
+    boxes, scores = random_boxes(60, gen).to(device), torch.rand(60, generator=gen).to(device)
+    expected = reference.nms(boxes.bfloat16().float().cpu(), scores.cpu(), 0.5)
+    dtype = torch.bfloat16 if device == "cpu" else torch.float16
+    with torch.autocast(device, dtype=dtype):
+        got = run(backend, boxes.bfloat16().to(dtype), scores, 0.5)
+    assert torch.equal(got.cpu(), expected)

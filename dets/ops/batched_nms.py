@@ -47,7 +47,7 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
         int64 [K]: indices of the kept boxes of all categories, by decreasing score
         (ties: lower index first).
     """
-    iou_threshold = _check_nms_args(boxes, scores, iou_threshold)
+    boxes, scores, iou_threshold = _check_nms_args(boxes, scores, iou_threshold)
     check_tensor("idxs", idxs, dims=1)
     check_same_device(boxes=boxes, idxs=idxs)
     if idxs.is_floating_point() or idxs.is_complex() or idxs.dtype == torch.bool:

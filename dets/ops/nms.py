@@ -16,7 +16,9 @@ Conventions (shared by every backend and by the whole NMS family):
     IEEE arithmetic (e.g. a box spanning (-inf, +inf) has infinite area and IoU 0 or NaN
     with finite boxes).
     dtypes: boxes and scores share one floating dtype. The CPU kernels compute float16 and
-    bfloat16 inputs in float32; autocast needs no special handling (nothing is cast back).
+    bfloat16 inputs in float32. Autocast: the wrappers cast (no autocast kernel is
+    registered); inputs keep their dtype, except that boxes and scores of different dtypes
+    are both cast to float32 under autocast (torchvision's behaviour).
 """
 
 import torch
@@ -28,18 +30,23 @@ from .reference import nms as _reference
 _backend.register_op("nms")
 
 
-def _check_nms_args(boxes, scores, iou_threshold) -> float:
+def _check_nms_args(boxes, scores, iou_threshold) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Validated (boxes, scores, iou_threshold). Under autocast, boxes and scores of
+    different floating dtypes (say bfloat16 boxes and float32 scores) are both cast to
+    float32, as torchvision's autocast kernel does; outside autocast that is an error."""
     check_tensor("boxes", boxes, dims=2, last=4)
     check_tensor("scores", scores, dims=1)
     check_floating("boxes", boxes)
     check_floating("scores", scores)
     check_same_device(boxes=boxes, scores=scores)
+    if boxes.dtype != scores.dtype and torch.is_autocast_enabled(boxes.device.type):
+        boxes, scores = boxes.float(), scores.float()
     check_same_dtype(boxes=boxes, scores=scores)
     if scores.shape[0] != boxes.shape[0]:
         raise ValueError(
             f"scores must have one entry per box: boxes {tuple(boxes.shape)}, scores {tuple(scores.shape)}"
         )
-    return check_float_arg("iou_threshold", iou_threshold)
+    return boxes, scores, check_float_arg("iou_threshold", iou_threshold)
 
 
 def _for_cpu_kernel(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -75,7 +82,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     Returns:
         int64 [K]: indices of the kept boxes, by decreasing score (ties: lower index first).
     """
-    iou_threshold = _check_nms_args(boxes, scores, iou_threshold)
+    boxes, scores, iou_threshold = _check_nms_args(boxes, scores, iou_threshold)
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     backend = _backend.choose("nms", boxes.device)

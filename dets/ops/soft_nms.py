@@ -87,7 +87,7 @@ def soft_nms(
         (keep int64 [K], new_scores [K] in scores' dtype): input indices in selection order
         and their scores when selected.
     """
-    iou_threshold = _check_nms_args(boxes, scores, iou_threshold)
+    boxes, scores, iou_threshold = _check_nms_args(boxes, scores, iou_threshold)
     sigma = check_float_arg("sigma", sigma)
     if not sigma > 0 or math.isinf(sigma):
         raise ValueError(f"sigma must be a positive finite number, got {sigma}")
