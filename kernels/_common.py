@@ -157,5 +157,6 @@ def greedy_keep(sorted_boxes: torch.Tensor, seg_end: torch.Tensor, iou_threshold
     iou_mask_kernel[(n_words, n_words)](
         sorted_boxes, seg_end, mask, n, n_words, thr, TILE=TILE, num_warps=4, enable_fp_fusion=False
     )
-    unwrap_kernel[(1,)](mask, seg_end, removed, keep, n, n_words, TILE=TILE, CHUNK=32, num_warps=4)
+    # One warp: the 64-step diagonal loop then reduces within the warp (no barriers).
+    unwrap_kernel[(1,)](mask, seg_end, removed, keep, n, n_words, TILE=TILE, CHUNK=16, num_warps=1)
     return keep
