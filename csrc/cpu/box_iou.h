@@ -17,6 +17,15 @@
 #include <type_traits>
 #include <vector>
 
+// One clone of a hot loop per x86 instruction set, picked at load time
+// (GCC/Clang ifunc); a plain function elsewhere.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DETS_SIMD_CLONES \
+  __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DETS_SIMD_CLONES
+#endif
+
 namespace dets {
 
 // The largest T not above `threshold`: for every T value v,
@@ -88,21 +97,18 @@ __attribute__((always_inline)) inline bool any_overlap_body(
 
 }  // namespace detail
 
-// One clone per instruction set, picked at load time (GCC ifunc).
-[[maybe_unused]]
-__attribute__((target_clones("avx512f", "avx2", "default"))) static bool
-any_overlap(const float* x1, const float* y1, const float* x2, const float* y2,
-            const float* area, int64_t n, float bx1, float by1, float bx2,
-            float by2, float barea, float thr) {
+[[maybe_unused]] DETS_SIMD_CLONES static bool any_overlap(
+    const float* x1, const float* y1, const float* x2, const float* y2,
+    const float* area, int64_t n, float bx1, float by1, float bx2, float by2,
+    float barea, float thr) {
   return detail::any_overlap_body(x1, y1, x2, y2, area, n, bx1, by1, bx2, by2,
                                   barea, thr);
 }
 
-[[maybe_unused]]
-__attribute__((target_clones("avx512f", "avx2", "default"))) static bool
-any_overlap(const double* x1, const double* y1, const double* x2,
-            const double* y2, const double* area, int64_t n, double bx1,
-            double by1, double bx2, double by2, double barea, double thr) {
+[[maybe_unused]] DETS_SIMD_CLONES static bool any_overlap(
+    const double* x1, const double* y1, const double* x2, const double* y2,
+    const double* area, int64_t n, double bx1, double by1, double bx2,
+    double by2, double barea, double thr) {
   return detail::any_overlap_body(x1, y1, x2, y2, area, n, bx1, by1, bx2, by2,
                                   barea, thr);
 }

@@ -50,13 +50,13 @@ __attribute__((always_inline)) inline void ious_body(const BoxColumns<T>& cols,
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void ious(
-    const BoxColumns<float>& cols, int64_t m, int64_t sel, float* out) {
+DETS_SIMD_CLONES void ious(const BoxColumns<float>& cols, int64_t m,
+                           int64_t sel, float* out) {
   ious_body(cols, m, sel, out);
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void ious(
-    const BoxColumns<double>& cols, int64_t m, int64_t sel, double* out) {
+DETS_SIMD_CLONES void ious(const BoxColumns<double>& cols, int64_t m,
+                           int64_t sel, double* out) {
   ious_body(cols, m, sel, out);
 }
 
