@@ -1,69 +1,42 @@
-// Greedy NMS on the CPU.
-//
-// Boxes are visited in score order; the still-alive later boxes are kept in a
-// compacted structure-of-arrays so each kept box scans only survivors with a
-// branch-free, vectorisable IoU test (inter > thr * union: no division, and no
-// NaN trouble when union is 0).
+// Greedy NMS on the CPU: sort, gather the boxes into columns in visit order,
+// then the blocked greedy scan of box_iou.h (vectorised, multi-threaded).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <vector>
+#include "cpu/box_iou.h"
 
 namespace dets {
 namespace {
 
-template <typename scalar_t>
+template <typename T>
 at::Tensor nms_cpu_impl(const at::Tensor& boxes, const at::Tensor& scores,
                         double iou_threshold) {
   const int64_t n = boxes.size(0);
   const at::Tensor order =
       std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
-  const at::Tensor sorted = boxes.index_select(0, order).contiguous();
-  const scalar_t* b = sorted.data_ptr<scalar_t>();
   const int64_t* ord = order.data_ptr<int64_t>();
-
-  // Survivors after the current kept box, compacted in score order.
-  std::vector<scalar_t> x1(n), y1(n), x2(n), y2(n), area(n);
-  std::vector<int64_t> pos(n);
-  for (int64_t i = 0; i < n; ++i) {
-    x1[i] = b[4 * i];
-    y1[i] = b[4 * i + 1];
-    x2[i] = b[4 * i + 2];
-    y2[i] = b[4 * i + 3];
-    area[i] = (x2[i] - x1[i]) * (y2[i] - y1[i]);
-    pos[i] = i;
-  }
-  const scalar_t thr = static_cast<scalar_t>(iou_threshold);
-  std::vector<int64_t> keep;
-  int64_t alive = n;
-  int64_t head = 0;
-  while (head < alive) {
-    const scalar_t kx1 = x1[head], ky1 = y1[head], kx2 = x2[head],
-                   ky2 = y2[head], ka = area[head];
-    keep.push_back(ord[pos[head]]);
-    int64_t w = 0;
-    for (int64_t r = head + 1; r < alive; ++r) {
-      const scalar_t iw = std::max<scalar_t>(
-          std::min(kx2, x2[r]) - std::max(kx1, x1[r]), 0);
-      const scalar_t ih = std::max<scalar_t>(
-          std::min(ky2, y2[r]) - std::max(ky1, y1[r]), 0);
-      const scalar_t inter = iw * ih;
-      const bool suppressed = inter > thr * (ka + area[r] - inter);
-      x1[w] = x1[r];
-      y1[w] = y1[r];
-      x2[w] = x2[r];
-      y2[w] = y2[r];
-      area[w] = area[r];
-      pos[w] = pos[r];
-      w += !suppressed;
+  const T* b = boxes.data_ptr<T>();
+  BoxColumns<T> cols(n);
+  at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      cols.set(i, b + 4 * ord[i]);
     }
-    alive = w;
-    head = 0;
+  });
+  std::vector<uint8_t> keep(n, 0);
+  greedy_nms(cols, 0, n, lower_threshold<T>(iou_threshold), /*parallel=*/true,
+             keep.data());
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    count += keep[i];
   }
-  at::Tensor out = at::empty({static_cast<int64_t>(keep.size())},
-                             boxes.options().dtype(at::kLong));
-  std::copy(keep.begin(), keep.end(), out.data_ptr<int64_t>());
+  at::Tensor out = at::empty({count}, boxes.options().dtype(at::kLong));
+  int64_t* o = out.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (keep[i]) {
+      *o++ = ord[i];
+    }
+  }
   return out;
 }
 
@@ -74,6 +47,8 @@ at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores,
   TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0),
               "nms: scores must have shape [N] matching boxes, got ",
               scores.sizes());
+  TORCH_CHECK(boxes.scalar_type() == scores.scalar_type(),
+              "nms: boxes and scores must share a dtype");
   if (boxes.size(0) == 0) {
     return at::empty({0}, boxes.options().dtype(at::kLong));
   }

@@ -5,16 +5,19 @@ Each op validates its arguments here, then runs on the backend chosen by
 """
 
 from ._backend import backend
+from .batched_nms import batched_nms
 from .centernet_decode import centernet_decode
 from .centernet_targets import centernet_targets
 from .nms import nms
 from .roi_align import RoIAlign, roi_align
 from .roi_pool import RoIPool, roi_pool
+from .soft_nms import soft_nms
 from .ttf_decode import ttf_decode
 from .ttf_targets import ttf_targets
 
 __all__ = [
     "backend",
+    "batched_nms",
     "centernet_decode",
     "centernet_targets",
     "nms",
@@ -22,6 +25,7 @@ __all__ = [
     "roi_pool",
     "RoIAlign",
     "RoIPool",
+    "soft_nms",
     "ttf_decode",
     "ttf_targets",
 ]
