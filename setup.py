@@ -18,8 +18,9 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
-# Volta..Hopper SASS plus PTX of the newest, so later GPUs can JIT the kernels.
-DEFAULT_ARCH_LIST = "7.0;8.0;8.6;9.0+PTX"
+# Ampere and Hopper SASS (sm_80 SASS also runs on sm_86/89) plus Hopper PTX, which the driver JIT-compiles
+# for newer GPUs. CUDA 13 no longer targets Volta or older.
+DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
 
 
 def _cuda_home_from_nvcc():
