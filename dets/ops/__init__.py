@@ -6,5 +6,6 @@ Each op validates its arguments here, then runs on the backend chosen by
 
 from ._backend import backend
 from .nms import nms
+from .roi_crop import RoICrop, roi_crop
 
-__all__ = ["backend", "nms"]
+__all__ = ["backend", "nms", "RoICrop", "roi_crop"]

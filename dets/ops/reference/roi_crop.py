@@ -35,22 +35,22 @@ def roi_crop(
 
     Point (i, j) of RoI k sits at x = x1·s + j·(x2 − x1)·s/(ow − 1), y likewise (the
     centre when a size is 1); its value is the bilinear mix of its four neighbours, a
-    neighbour outside the map contributing 0. Boxes get no gradient.
+    neighbour outside the map contributing 0; a non-finite position gives 0. Boxes get
+    no gradient.
     """
     oh, ow = output_size
     n, c, h, w = input.shape
     compute = torch.float64 if input.dtype == torch.float64 else torch.float32
     rois = rois.detach().to(compute)
-    out = input.new_zeros((rois.shape[0], c, oh, ow), dtype=compute)
+    if rois.shape[0] == 0:
+        # Sliced from input so that backward still reaches it (with zeros).
+        return input.flatten()[:0].reshape(0, c, oh, ow)
     if h == 0 or w == 0:
-        return out.to(input.dtype)
+        return input.new_zeros((rois.shape[0], c, oh, ow)) + input.sum()  # empty sum: 0, keeps the graph
     crops = []
     for k in range(rois.shape[0]):
         b = int(rois[k, 0])
         x1, y1, x2, y2 = (rois[k, 1:] * spatial_scale).unbind()
-        if not all(bool(torch.isfinite(v)) for v in (x1, y1, x2, y2)):
-            crops.append(out[k])
-            continue
         ys, xs = _axis_points(y1, y2, oh), _axis_points(x1, x2, ow)
         y_lo, y_hi, wy_lo, wy_hi = _taps(ys, h)
         x_lo, x_hi, wx_lo, wx_hi = _taps(xs, w)
@@ -62,6 +62,4 @@ def roi_crop(
             + image[:, y_hi[:, None], x_hi[None, :]] * (wy_hi[:, None] * wx_hi[None, :])
         )
         crops.append(crop)
-    if not crops:
-        return out.to(input.dtype)
     return torch.stack(crops).to(input.dtype)
