@@ -170,7 +170,11 @@ def test_literal_gradient(backend, device):
     torch.testing.assert_close(input.grad[0, 0].cpu(), expected)
 
 
-@pytest.mark.parametrize("backend,device", [p for p in BACKEND_DEVICES if p.values[1] == "cpu"])
+# The interpreted Triton backend is checked against the reference's gradients above
+# (gradcheck would run it hundreds of times).
+@pytest.mark.parametrize(
+    "backend,device", [p for p in BACKEND_DEVICES if p.values[:2] in (("cpu", "cpu"), ("torch", "cpu"))]
+)
 def test_gradcheck_float64(backend, device, gen):
     input = torch.randn(2, 2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     rois = make_rois(gen, 2, 6, 5, 6, 0.5, dtype=torch.float64)
@@ -225,6 +229,8 @@ def test_empty_feature_map(backend, device):
     assert torch.equal(out, torch.zeros(1, 2, 3, 3, device=device))
 
 
+# NumPy warns about the NaN arithmetic inside the Triton interpreter.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
 def test_non_finite_boxes_give_zero_crops(backend, device, gen):
     input = torch.randn(2, 3, 6, 6, generator=gen).to(device)
