@@ -1,7 +1,7 @@
 // RoICrop on the CPU.
 //
-// The four neighbours and weights of every output point of an RoI are computed
-// once and reused across channels. Forward runs in parallel over (RoI, channel
+// The neighbours and weights of an RoI's output rows and columns are computed
+// once and reused across channels (the sampling grid is separable). Forward runs in parallel over (RoI, channel
 // group) tasks. Backward runs in parallel over channel ranges: a thread owns
 // every grad_input plane of its channels and adds the RoIs in order, so it is
 // race-free and its result does not depend on the number of threads.
@@ -21,49 +21,49 @@ namespace {
 // few enough to spread a handful of RoIs over the threads.
 constexpr int64_t kChannelGroup = 32;
 
+// Neighbours along one axis of an RoI, one entry per output row or column. An
+// entry with no neighbour in the map gets zero weights (and index 0), so the
+// inner loops need no branch; rows and columns are separable, so the weights of
+// point (i, j) are products of a row and a column entry.
 template <typename T>
-struct PointTaps {
-  int64_t point;  // index in the oh x ow output plane
-  int64_t offset[4];
-  T weight[4];
+struct AxisTaps {
+  std::vector<int64_t> lo, hi;
+  std::vector<T> w_lo, w_hi;
+  std::vector<char> ok;
+  int64_t valid = 0;
+
+  explicit AxisTaps(int64_t n) : lo(n), hi(n), w_lo(n), w_hi(n), ok(n) {}
+
+  void fill(T first, T last, int64_t size) {
+    const int64_t n = static_cast<int64_t>(lo.size());
+    valid = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      RoICropAxisTap<T> tap;
+      ok[j] = roi_crop_axis_tap(roi_crop_point(first, last, j, n), size, &tap);
+      if (!ok[j]) {
+        tap = {0, 0, T(0), T(0)};
+      }
+      valid += ok[j];
+      lo[j] = tap.lo;
+      hi[j] = tap.hi;
+      w_lo[j] = tap.w_lo;
+      w_hi[j] = tap.w_hi;
+    }
+  }
 };
 
-// Taps of the points of RoI `roi` that have at least one neighbour in the map;
-// returns their number (the other points are 0 and get no gradient).
+// Taps of RoI `roi`; returns its batch index, or -1 when the RoI is skipped
+// (invalid batch index, or no point with a neighbour in the map).
 template <typename T>
-int64_t roi_taps(const T* roi, T scale, int64_t height, int64_t width,
-                 int64_t out_h, int64_t out_w, std::vector<RoICropAxisTap<T>>& xs,
-                 std::vector<char>& x_ok, PointTaps<T>* taps) {
-  const T x1 = roi[1] * scale, y1 = roi[2] * scale;
-  const T x2 = roi[3] * scale, y2 = roi[4] * scale;
-  for (int64_t j = 0; j < out_w; ++j) {
-    x_ok[j] =
-        roi_crop_axis_tap(roi_crop_point(x1, x2, j, out_w), width, &xs[j]);
+int64_t roi_axis_taps(const T* roi, T scale, int64_t batch, int64_t height,
+                      int64_t width, AxisTaps<T>& xs, AxisTaps<T>& ys) {
+  const int64_t b = roi_crop_batch(roi[0], batch);
+  if (b < 0) {
+    return -1;
   }
-  int64_t count = 0;
-  for (int64_t i = 0; i < out_h; ++i) {
-    RoICropAxisTap<T> ty;
-    if (!roi_crop_axis_tap(roi_crop_point(y1, y2, i, out_h), height, &ty)) {
-      continue;
-    }
-    for (int64_t j = 0; j < out_w; ++j) {
-      if (!x_ok[j]) {
-        continue;
-      }
-      const RoICropAxisTap<T>& tx = xs[j];
-      PointTaps<T>& t = taps[count++];
-      t.point = i * out_w + j;
-      t.offset[0] = ty.lo * width + tx.lo;
-      t.offset[1] = ty.lo * width + tx.hi;
-      t.offset[2] = ty.hi * width + tx.lo;
-      t.offset[3] = ty.hi * width + tx.hi;
-      t.weight[0] = ty.w_lo * tx.w_lo;
-      t.weight[1] = ty.w_lo * tx.w_hi;
-      t.weight[2] = ty.w_hi * tx.w_lo;
-      t.weight[3] = ty.w_hi * tx.w_hi;
-    }
-  }
-  return count;
+  xs.fill(roi[1] * scale, roi[3] * scale, width);
+  ys.fill(roi[2] * scale, roi[4] * scale, height);
+  return xs.valid > 0 && ys.valid > 0 ? b : -1;
 }
 
 template <typename T>
@@ -78,39 +78,41 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   const T* in = input.data_ptr<T>();
   const T* r = rois.data_ptr<T>();
   T* out = output.data_ptr<T>();
-  const int64_t grain =
-      std::max<int64_t>(1, 32768 / (kChannelGroup * std::max<int64_t>(points, 1)));
+  const int64_t grain = std::max<int64_t>(1, 32768 / (kChannelGroup * points));
   at::parallel_for(0, num_rois * groups, grain, [&](int64_t begin, int64_t end) {
-    std::vector<RoICropAxisTap<T>> xs(out_w);
-    std::vector<char> x_ok(out_w);
-    std::vector<PointTaps<T>> taps(points);
-    int64_t cached_roi = -1, count = 0, b = -1;
+    AxisTaps<T> xs(out_w), ys(out_h);
+    int64_t cached_roi = -1, b = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t k = task / groups;
       const int64_t c0 = (task % groups) * kChannelGroup;
       const int64_t c1 = std::min(channels, c0 + kChannelGroup);
       if (k != cached_roi) {
         cached_roi = k;
-        b = roi_crop_batch(r[k * 5], batch);
-        count = b < 0 ? 0
-                      : roi_taps(r + k * 5, scale, height, width, out_h, out_w,
-                                 xs, x_ok, taps.data());
+        b = roi_axis_taps(r + k * 5, scale, batch, height, width, xs, ys);
       }
       T* dst = out + (k * channels + c0) * points;
-      if (count < points) {
+      if (b < 0) {
         std::fill(dst, dst + (c1 - c0) * points, T(0));
-      }
-      if (count == 0) {
         continue;
       }
-      for (int64_t c = c0; c < c1; ++c, dst += points) {
+      const int64_t* xl = xs.lo.data();
+      const int64_t* xh = xs.hi.data();
+      const T* wxl = xs.w_lo.data();
+      const T* wxh = xs.w_hi.data();
+      for (int64_t c = c0; c < c1; ++c) {
         const T* src = in + (b * channels + c) * plane;
-        for (int64_t q = 0; q < count; ++q) {
-          const PointTaps<T>& t = taps[q];
-          dst[t.point] = t.weight[0] * src[t.offset[0]] +
-                         t.weight[1] * src[t.offset[1]] +
-                         t.weight[2] * src[t.offset[2]] +
-                         t.weight[3] * src[t.offset[3]];
+        for (int64_t i = 0; i < out_h; ++i, dst += out_w) {
+          if (!ys.ok[i]) {
+            std::fill(dst, dst + out_w, T(0));
+            continue;
+          }
+          const T* row_lo = src + ys.lo[i] * width;
+          const T* row_hi = src + ys.hi[i] * width;
+          const T wyl = ys.w_lo[i], wyh = ys.w_hi[i];
+          for (int64_t j = 0; j < out_w; ++j) {
+            dst[j] = wyl * (wxl[j] * row_lo[xl[j]] + wxh[j] * row_lo[xh[j]]) +
+                     wyh * (wxl[j] * row_hi[xl[j]] + wxh[j] * row_hi[xh[j]]);
+          }
         }
       }
     }
@@ -130,26 +132,36 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois, T scale,
   const T* r = rois.data_ptr<T>();
   T* gin = grad_input.data_ptr<T>();
   at::parallel_for(0, channels, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<RoICropAxisTap<T>> xs(out_w);
-    std::vector<char> x_ok(out_w);
-    std::vector<PointTaps<T>> taps(points);
+    AxisTaps<T> xs(out_w), ys(out_h);
     for (int64_t k = 0; k < num_rois; ++k) {
-      const int64_t b = roi_crop_batch(r[k * 5], batch);
+      const int64_t b =
+          roi_axis_taps(r + k * 5, scale, batch, height, width, xs, ys);
       if (b < 0) {
         continue;
       }
-      const int64_t count = roi_taps(r + k * 5, scale, height, width, out_h,
-                                     out_w, xs, x_ok, taps.data());
+      const int64_t* xl = xs.lo.data();
+      const int64_t* xh = xs.hi.data();
+      const T* wxl = xs.w_lo.data();
+      const T* wxh = xs.w_hi.data();
       for (int64_t c = c0; c < c1; ++c) {
         const T* src = g + (k * channels + c) * points;
         T* dst = gin + (b * channels + c) * plane;
-        for (int64_t q = 0; q < count; ++q) {
-          const PointTaps<T>& t = taps[q];
-          const T v = src[t.point];
-          dst[t.offset[0]] += t.weight[0] * v;
-          dst[t.offset[1]] += t.weight[1] * v;
-          dst[t.offset[2]] += t.weight[2] * v;
-          dst[t.offset[3]] += t.weight[3] * v;
+        for (int64_t i = 0; i < out_h; ++i) {
+          if (!ys.ok[i]) {
+            continue;
+          }
+          T* row_lo = dst + ys.lo[i] * width;
+          T* row_hi = dst + ys.hi[i] * width;
+          const T wyl = ys.w_lo[i], wyh = ys.w_hi[i];
+          const T* grow = src + i * out_w;
+          // Columns without a neighbour have zero weights and add 0 at index 0.
+          for (int64_t j = 0; j < out_w; ++j) {
+            const T lo = wyl * grow[j], hi = wyh * grow[j];
+            row_lo[xl[j]] += wxl[j] * lo;
+            row_lo[xh[j]] += wxh[j] * lo;
+            row_hi[xl[j]] += wxl[j] * hi;
+            row_hi[xh[j]] += wxh[j] * hi;
+          }
         }
       }
     }
