@@ -1,9 +1,9 @@
-// Sampling geometry of RoICrop, shared by the CPU and CUDA kernels so both place
-// the points and weigh the neighbours identically.
+// Sampling geometry of RoICrop, shared by the CPU and CUDA kernels so both
+// place the points and weigh the neighbours identically.
 //
 // Along one axis an RoI [lo, hi] (feature coordinates) gets n points from lo to
 // hi inclusive, spaced (hi - lo) / (n - 1); with n == 1 the single point is the
-// centre, which is where F.affine_grid(align_corners=True) puts a unit-size grid.
+// centre, where F.affine_grid(align_corners=True) puts a unit-size grid.
 // A coordinate c has the neighbours floor(c) and floor(c) + 1, weighted
 // 1 - frac and frac; a neighbour outside [0, size - 1] contributes nothing.
 #pragma once

@@ -1,18 +1,19 @@
 // RoICrop on the CPU.
 //
 // The neighbours and weights of an RoI's output rows and columns are computed
-// once and reused across channels (the sampling grid is separable). Forward runs in parallel over (RoI, channel
-// group) tasks. Backward runs in parallel over channel ranges: a thread owns
-// every grad_input plane of its channels and adds the RoIs in order, so it is
-// race-free and its result does not depend on the number of threads.
+// once and reused across channels (the sampling grid is separable). Forward
+// runs in parallel over (RoI, channel group) tasks. Backward runs in parallel
+// over channel ranges: a thread owns every grad_input plane of its channels and
+// adds the RoIs in order, so it is race-free and its result does not depend on
+// the number of threads.
+#include "roi_crop.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
-
-#include "roi_crop.h"
 
 namespace dets {
 namespace {
@@ -79,7 +80,8 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   const T* r = rois.data_ptr<T>();
   T* out = output.data_ptr<T>();
   const int64_t grain = std::max<int64_t>(1, 32768 / (kChannelGroup * points));
-  at::parallel_for(0, num_rois * groups, grain, [&](int64_t begin, int64_t end) {
+  const int64_t tasks = num_rois * groups;
+  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
     AxisTaps<T> xs(out_w), ys(out_h);
     int64_t cached_roi = -1, b = -1;
     for (int64_t task = begin; task < end; ++task) {
@@ -184,9 +186,9 @@ at::Tensor roi_crop_cpu(const at::Tensor& input, const at::Tensor& rois,
               "roi_crop: output size must be positive");
   check_rois_arg(rois, input);
   // Every element is written below (points with no neighbour in the map as 0).
-  at::Tensor output = at::empty(
-      {rois.size(0), input.size(1), output_height, output_width},
-      input.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor output =
+      at::empty({rois.size(0), input.size(1), output_height, output_width},
+                input.options().memory_format(at::MemoryFormat::Contiguous));
   if (output.numel() == 0 || input.numel() == 0) {
     return output.zero_();
   }
@@ -207,9 +209,9 @@ at::Tensor roi_crop_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
               "roi_crop backward: grad must be [K, C, oh, ow], got ",
               grad.sizes());
   check_rois_arg(rois, grad);
-  at::Tensor grad_input = at::zeros({batch_size, channels, height, width},
-                                    grad.options().memory_format(
-                                        at::MemoryFormat::Contiguous));
+  at::Tensor grad_input =
+      at::zeros({batch_size, channels, height, width},
+                grad.options().memory_format(at::MemoryFormat::Contiguous));
   if (grad.numel() == 0 || grad_input.numel() == 0) {
     return grad_input;
   }

@@ -37,12 +37,11 @@ int64_t num_blocks(int64_t total) {
 // index is invalid), in which case the point is 0.
 template <typename T, typename acc_t>
 __device__ __forceinline__ bool point_taps(const T* __restrict__ rois,
-                                           int64_t k, int64_t p,
-                                           acc_t scale, int64_t batch,
-                                           int64_t height, int64_t width,
-                                           int64_t out_h, int64_t out_w,
-                                           int64_t* b, int64_t off[4],
-                                           acc_t w[4]) {
+                                           int64_t k, int64_t p, acc_t scale,
+                                           int64_t batch, int64_t height,
+                                           int64_t width, int64_t out_h,
+                                           int64_t out_w, int64_t* b,
+                                           int64_t off[4], acc_t w[4]) {
   const T* roi = rois + k * 5;
   *b = roi_crop_batch(static_cast<acc_t>(roi[0]), batch);
   if (*b < 0) {
@@ -69,11 +68,13 @@ __device__ __forceinline__ bool point_taps(const T* __restrict__ rois,
 }
 
 template <typename T>
-__global__ void roi_crop_forward_kernel(
-    const T* __restrict__ input, const T* __restrict__ rois,
-    T* __restrict__ output, int64_t total, at::opmath_type<T> scale,
-    int64_t batch, int64_t channels, int64_t height, int64_t width,
-    int64_t out_h, int64_t out_w) {
+__global__ void roi_crop_forward_kernel(const T* __restrict__ input,
+                                        const T* __restrict__ rois,
+                                        T* __restrict__ output, int64_t total,
+                                        at::opmath_type<T> scale, int64_t batch,
+                                        int64_t channels, int64_t height,
+                                        int64_t width, int64_t out_h,
+                                        int64_t out_w) {
   using acc_t = at::opmath_type<T>;
   const int64_t points = out_h * out_w;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -99,11 +100,13 @@ __global__ void roi_crop_forward_kernel(
 }
 
 template <typename T, typename acc_t>
-__global__ void roi_crop_backward_kernel(
-    const T* __restrict__ grad, const T* __restrict__ rois,
-    acc_t* __restrict__ grad_input, int64_t total, acc_t scale, int64_t batch,
-    int64_t channels, int64_t height, int64_t width, int64_t out_h,
-    int64_t out_w) {
+__global__ void roi_crop_backward_kernel(const T* __restrict__ grad,
+                                         const T* __restrict__ rois,
+                                         acc_t* __restrict__ grad_input,
+                                         int64_t total, acc_t scale,
+                                         int64_t batch, int64_t channels,
+                                         int64_t height, int64_t width,
+                                         int64_t out_h, int64_t out_w) {
   const int64_t points = out_h * out_w;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t index =
@@ -150,9 +153,9 @@ at::Tensor roi_crop_cuda(const at::Tensor& input, const at::Tensor& rois,
               "roi_crop: output size must be positive");
   check_args(input, rois);
   const c10::cuda::CUDAGuard guard(input.device());
-  at::Tensor output = at::empty(
-      {rois.size(0), input.size(1), output_height, output_width},
-      input.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor output =
+      at::empty({rois.size(0), input.size(1), output_height, output_width},
+                input.options().memory_format(at::MemoryFormat::Contiguous));
   if (output.numel() == 0 || input.numel() == 0) {
     return output.zero_();
   }
@@ -184,8 +187,7 @@ at::Tensor roi_crop_backward_cuda(const at::Tensor& grad,
               grad.sizes());
   check_args(grad, rois);
   const c10::cuda::CUDAGuard guard(grad.device());
-  const at::ScalarType acc_type =
-      at::toOpMathType(grad.scalar_type());
+  const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor buffer = at::zeros({batch_size, channels, height, width},
                                 grad.options().dtype(acc_type));
   if (grad.numel() == 0 || buffer.numel() == 0) {
@@ -203,8 +205,8 @@ at::Tensor roi_crop_backward_cuda(const at::Tensor& grad,
             <<<num_blocks(total), kThreads, 0, stream>>>(
                 g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
                 buffer.data_ptr<acc_t>(), total,
-                static_cast<acc_t>(spatial_scale), batch_size, channels,
-                height, width, g.size(2), g.size(3));
+                static_cast<acc_t>(spatial_scale), batch_size, channels, height,
+                width, g.size(2), g.size(3));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   // A no-op for float32/float64, whose buffer already has grad's dtype.
