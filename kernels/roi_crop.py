@@ -62,7 +62,12 @@ def _geometry(rois_ptr, k, p, N, H, W, OH, OW):
     return b, valid, o00, o01, o10, o11, w00, w01, w10, w11
 
 
-@triton.jit
+# Sizes equal to 1 are common (oh or ow == 1, H == 1 maps); keep them runtime values
+# rather than compile-time specialisations, one compiled kernel serving all shapes.
+_SIZES = ["N", "C", "H", "W", "OH", "OW"]
+
+
+@triton.jit(do_not_specialize=_SIZES)
 def _roi_crop_forward_kernel(
     in_ptr, rois_ptr, out_ptr, N, C, H, W, OH, OW, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr
 ):
@@ -85,7 +90,7 @@ def _roi_crop_forward_kernel(
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=c_ok[:, None] & (p < P)[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_SIZES)
 def _roi_crop_backward_kernel(
     grad_ptr, rois_ptr, gin_ptr, N, C, H, W, OH, OW, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr
 ):
