@@ -84,7 +84,7 @@ def reference_fn(input, boxes, output_size, scale):
     return reference.roi_crop(input, boxes, output_size, scale)
 
 
-def time_impl(fn, input, boxes, output_size, scale, device, repeats):
+def time_impl(fn, input, boxes, output_size, scale, device, repeats, slow):
     x = input.detach().requires_grad_(True)
     grad = torch.randn(boxes.shape[0], input.shape[1], *output_size, device=device)
 
@@ -96,21 +96,27 @@ def time_impl(fn, input, boxes, output_size, scale, device, repeats):
         x.grad = None
         fn(x, boxes, output_size, scale).backward(grad)
 
-    return measure(forward, device, repeats=repeats), measure(forward_backward, device, repeats=repeats)
+    # The baselines take seconds per call on a CPU: a couple of timed calls suffice.
+    options = dict(repeats=2, warmup=1, min_time=0.0) if slow else dict(repeats=repeats)
+    return measure(forward, device, **options), measure(forward_backward, device, **options)
 
 
 def run(device, quick=False):
     device = torch.device(device)
     repeats = 3 if quick else 7
     bandwidth = memory_bandwidth(device)
+    slow = device.type == "cpu"
     impls = []
     if device.type == "cpu" and _backend.extension_loaded():
-        impls.append(("dets cpu", dets_backend("cpu")))
+        impls.append(("dets cpu", dets_backend("cpu"), False))
     if device.type == "cuda" and _backend.cuda_kernels_for(device):
-        impls.append(("dets cuda", dets_backend("cuda")))
+        impls.append(("dets cuda", dets_backend("cuda"), False))
     if _backend.triton_available() and triton_on(device):
-        impls.append(("dets triton", dets_backend("triton")))
-    impls += [("per-RoI grid_sample", per_roi_grid_sample), ("per-image grid_sample", per_image_grid_sample)]
+        impls.append(("dets triton", dets_backend("triton"), slow))
+    impls += [
+        ("per-RoI grid_sample", per_roi_grid_sample, slow),
+        ("per-image grid_sample", per_image_grid_sample, False),
+    ]
     rois = 256 if quick else 1024
     cases = [(f"2x256x64x64, {rois} RoIs, {s}x{s}", (2, 256, 64, rois, 1024), (s, s), False) for s in (7, 14)]
     cases.append(("2x64x32x32, 64 RoIs, 7x7", (2, 64, 32, 64, 512), (7, 7), True))
@@ -123,8 +129,11 @@ def run(device, quick=False):
         in_bytes = input.numel() * element
         floor_fwd = (in_bytes + out_bytes) / bandwidth
         floor_both = 2 * floor_fwd
-        case_impls = impls + ([("reference (torch)", reference_fn)] if small else [])
-        timings = {name: time_impl(fn, input, boxes, output_size, scale, device, repeats) for name, fn in case_impls}
+        case_impls = impls + ([("reference (torch)", reference_fn, True)] if small else [])
+        timings = {
+            name: time_impl(fn, input, boxes, output_size, scale, device, repeats, is_slow)
+            for name, fn, is_slow in case_impls
+        }
         base = timings["per-RoI grid_sample"][1]
         for name, (fwd, both) in timings.items():
             rows.append(
