@@ -134,6 +134,12 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois, T scale,
   const T* r = rois.data_ptr<T>();
   T* gin = grad_input.data_ptr<T>();
   at::parallel_for(0, channels, 1, [&](int64_t c0, int64_t c1) {
+    // Each thread zeroes its own planes: no separate pass over grad_input, and
+    // the planes are in this thread's cache when the scatter starts.
+    for (int64_t b = 0; b < batch; ++b) {
+      T* first = gin + (b * channels + c0) * plane;
+      std::fill(first, first + (c1 - c0) * plane, T(0));
+    }
     AxisTaps<T> xs(out_w), ys(out_h);
     for (int64_t k = 0; k < num_rois; ++k) {
       const int64_t b =
@@ -209,11 +215,12 @@ at::Tensor roi_crop_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
               "roi_crop backward: grad must be [K, C, oh, ow], got ",
               grad.sizes());
   check_rois_arg(rois, grad);
+  // Zeroed by the kernel's threads, plane by plane.
   at::Tensor grad_input =
-      at::zeros({batch_size, channels, height, width},
+      at::empty({batch_size, channels, height, width},
                 grad.options().memory_format(at::MemoryFormat::Contiguous));
   if (grad.numel() == 0 || grad_input.numel() == 0) {
-    return grad_input;
+    return grad_input.zero_();
   }
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_crop_backward_cpu", [&] {
     backward_impl<scalar_t>(grad.contiguous(), rois.contiguous(),
