@@ -1,11 +1,13 @@
 // RoICrop on the CPU.
 //
 // The neighbours and weights of an RoI's output rows and columns are computed
-// once and reused across channels (the sampling grid is separable). Forward
-// runs in parallel over (RoI, channel group) tasks. Backward runs in parallel
-// over channel ranges: a thread owns every grad_input plane of its channels and
-// adds the RoIs in order, so it is race-free and its result does not depend on
-// the number of threads.
+// once and reused across channels (the sampling grid is separable). Both
+// passes work on blocks of channels whose planes fit in a core's cache, so the
+// feature map is read (or grad_input written) about once, not once per RoI.
+// Forward runs in parallel over (chunk of one image's RoIs, channel block)
+// tasks. Backward runs in parallel over channel ranges: a thread owns every
+// grad_input plane of its channels and adds the RoIs in order, so it is
+// race-free and its result does not depend on the number of threads.
 #include "roi_crop.h"
 
 #include <ATen/ATen.h>
@@ -17,10 +19,6 @@
 
 namespace dets {
 namespace {
-
-// Channels per forward task: enough work to amortise the tap computation,
-// few enough to spread a handful of RoIs over the threads.
-constexpr int64_t kChannelGroup = 32;
 
 // Neighbours along one axis of an RoI, one entry per output row or column. An
 // entry with no neighbour in the map gets zero weights (and index 0), so the
@@ -67,6 +65,16 @@ int64_t roi_axis_taps(const T* roi, T scale, int64_t batch, int64_t height,
   return xs.valid > 0 && ys.valid > 0 ? b : -1;
 }
 
+// Channels per cache block: a block's planes (`plane_bytes` each) should stay
+// in a core's cache (~256 KB) while every RoI of the task reads them.
+int64_t cache_block(int64_t plane_bytes, int64_t channels) {
+  const int64_t fit = (int64_t{256} << 10) / std::max<int64_t>(plane_bytes, 1);
+  return std::max<int64_t>(1, std::min(fit, channels));
+}
+
+// RoIs per forward task.
+constexpr int64_t kRoIChunk = 64;
+
 template <typename T>
 void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
                   int64_t out_h, int64_t out_w, at::Tensor& output) {
@@ -75,45 +83,78 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   const int64_t num_rois = rois.size(0);
   const int64_t points = out_h * out_w;
   const int64_t plane = height * width;
-  const int64_t groups = (channels + kChannelGroup - 1) / kChannelGroup;
   const T* in = input.data_ptr<T>();
   const T* r = rois.data_ptr<T>();
   T* out = output.data_ptr<T>();
-  const int64_t grain = std::max<int64_t>(1, 32768 / (kChannelGroup * points));
-  const int64_t tasks = num_rois * groups;
-  at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
+
+  // RoIs sorted by image (stable), then cut into chunks of one image each: a
+  // task (chunk, channel block) reads its planes once and serves all of the
+  // chunk's RoIs from cache. RoIs with an invalid batch index are zeroed here.
+  std::vector<int64_t> first(batch + 1, 0), order(num_rois);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const int64_t b = roi_crop_batch(r[k * 5], batch);
+    if (b >= 0) {
+      ++first[b + 1];
+    } else {
+      std::fill(out + k * channels * points, out + (k + 1) * channels * points,
+                T(0));
+    }
+  }
+  for (int64_t b = 0; b < batch; ++b) {
+    first[b + 1] += first[b];
+  }
+  std::vector<int64_t> cursor(first.begin(), first.end() - 1);
+  for (int64_t k = 0; k < num_rois; ++k) {
+    const int64_t b = roi_crop_batch(r[k * 5], batch);
+    if (b >= 0) {
+      order[cursor[b]++] = k;
+    }
+  }
+  std::vector<int64_t> chunk_begin, chunk_image;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t n = first[b]; n < first[b + 1]; n += kRoIChunk) {
+      chunk_begin.push_back(n);
+      chunk_image.push_back(b);
+    }
+  }
+  const int64_t chunks = static_cast<int64_t>(chunk_begin.size());
+  const int64_t block = cache_block(plane * sizeof(T), channels);
+  const int64_t blocks = (channels + block - 1) / block;
+  // Task t = (channel block t / chunks, chunk t % chunks): consecutive tasks of
+  // a thread share a channel block.
+  at::parallel_for(0, chunks * blocks, 1, [&](int64_t begin, int64_t end) {
     AxisTaps<T> xs(out_w), ys(out_h);
-    int64_t cached_roi = -1, b = -1;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t k = task / groups;
-      const int64_t c0 = (task % groups) * kChannelGroup;
-      const int64_t c1 = std::min(channels, c0 + kChannelGroup);
-      if (k != cached_roi) {
-        cached_roi = k;
-        b = roi_axis_taps(r + k * 5, scale, batch, height, width, xs, ys);
-      }
-      T* dst = out + (k * channels + c0) * points;
-      if (b < 0) {
-        std::fill(dst, dst + (c1 - c0) * points, T(0));
-        continue;
-      }
-      const int64_t* xl = xs.lo.data();
-      const int64_t* xh = xs.hi.data();
-      const T* wxl = xs.w_lo.data();
-      const T* wxh = xs.w_hi.data();
-      for (int64_t c = c0; c < c1; ++c) {
-        const T* src = in + (b * channels + c) * plane;
-        for (int64_t i = 0; i < out_h; ++i, dst += out_w) {
-          if (!ys.ok[i]) {
-            std::fill(dst, dst + out_w, T(0));
-            continue;
-          }
-          const T* row_lo = src + ys.lo[i] * width;
-          const T* row_hi = src + ys.hi[i] * width;
-          const T wyl = ys.w_lo[i], wyh = ys.w_hi[i];
-          for (int64_t j = 0; j < out_w; ++j) {
-            dst[j] = wyl * (wxl[j] * row_lo[xl[j]] + wxh[j] * row_lo[xh[j]]) +
-                     wyh * (wxl[j] * row_hi[xl[j]] + wxh[j] * row_hi[xh[j]]);
+      const int64_t chunk = task % chunks;
+      const int64_t b = chunk_image[chunk];
+      const int64_t c0 = (task / chunks) * block;
+      const int64_t c1 = std::min(channels, c0 + block);
+      const int64_t n1 = std::min(first[b + 1], chunk_begin[chunk] + kRoIChunk);
+      for (int64_t n = chunk_begin[chunk]; n < n1; ++n) {
+        const int64_t k = order[n];
+        T* dst = out + (k * channels + c0) * points;
+        if (roi_axis_taps(r + k * 5, scale, batch, height, width, xs, ys) < 0) {
+          std::fill(dst, dst + (c1 - c0) * points, T(0));
+          continue;
+        }
+        const int64_t* xl = xs.lo.data();
+        const int64_t* xh = xs.hi.data();
+        const T* wxl = xs.w_lo.data();
+        const T* wxh = xs.w_hi.data();
+        for (int64_t c = c0; c < c1; ++c) {
+          const T* src = in + (b * channels + c) * plane;
+          for (int64_t i = 0; i < out_h; ++i, dst += out_w) {
+            if (!ys.ok[i]) {
+              std::fill(dst, dst + out_w, T(0));
+              continue;
+            }
+            const T* row_lo = src + ys.lo[i] * width;
+            const T* row_hi = src + ys.hi[i] * width;
+            const T wyl = ys.w_lo[i], wyh = ys.w_hi[i];
+            for (int64_t j = 0; j < out_w; ++j) {
+              dst[j] = wyl * (wxl[j] * row_lo[xl[j]] + wxh[j] * row_lo[xh[j]]) +
+                       wyh * (wxl[j] * row_hi[xl[j]] + wxh[j] * row_hi[xh[j]]);
+            }
           }
         }
       }
@@ -140,35 +181,42 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois, T scale,
       T* first = gin + (b * channels + c0) * plane;
       std::fill(first, first + (c1 - c0) * plane, T(0));
     }
+    // Channel sub-blocks whose planes (of every image) stay in cache while all
+    // RoIs scatter into them; each channel still adds the RoIs in order.
+    const int64_t block = cache_block(batch * plane * sizeof(T), c1 - c0);
     AxisTaps<T> xs(out_w), ys(out_h);
-    for (int64_t k = 0; k < num_rois; ++k) {
-      const int64_t b =
-          roi_axis_taps(r + k * 5, scale, batch, height, width, xs, ys);
-      if (b < 0) {
-        continue;
-      }
-      const int64_t* xl = xs.lo.data();
-      const int64_t* xh = xs.hi.data();
-      const T* wxl = xs.w_lo.data();
-      const T* wxh = xs.w_hi.data();
-      for (int64_t c = c0; c < c1; ++c) {
-        const T* src = g + (k * channels + c) * points;
-        T* dst = gin + (b * channels + c) * plane;
-        for (int64_t i = 0; i < out_h; ++i) {
-          if (!ys.ok[i]) {
-            continue;
-          }
-          T* row_lo = dst + ys.lo[i] * width;
-          T* row_hi = dst + ys.hi[i] * width;
-          const T wyl = ys.w_lo[i], wyh = ys.w_hi[i];
-          const T* grow = src + i * out_w;
-          // Columns without a neighbour have zero weights and add 0 at index 0.
-          for (int64_t j = 0; j < out_w; ++j) {
-            const T lo = wyl * grow[j], hi = wyh * grow[j];
-            row_lo[xl[j]] += wxl[j] * lo;
-            row_lo[xh[j]] += wxh[j] * lo;
-            row_hi[xl[j]] += wxl[j] * hi;
-            row_hi[xh[j]] += wxh[j] * hi;
+    for (int64_t s0 = c0; s0 < c1; s0 += block) {
+      const int64_t s1 = std::min(c1, s0 + block);
+      for (int64_t k = 0; k < num_rois; ++k) {
+        const int64_t b =
+            roi_axis_taps(r + k * 5, scale, batch, height, width, xs, ys);
+        if (b < 0) {
+          continue;
+        }
+        const int64_t* xl = xs.lo.data();
+        const int64_t* xh = xs.hi.data();
+        const T* wxl = xs.w_lo.data();
+        const T* wxh = xs.w_hi.data();
+        for (int64_t c = s0; c < s1; ++c) {
+          const T* src = g + (k * channels + c) * points;
+          T* dst = gin + (b * channels + c) * plane;
+          for (int64_t i = 0; i < out_h; ++i) {
+            if (!ys.ok[i]) {
+              continue;
+            }
+            T* row_lo = dst + ys.lo[i] * width;
+            T* row_hi = dst + ys.hi[i] * width;
+            const T wyl = ys.w_lo[i], wyh = ys.w_hi[i];
+            const T* grow = src + i * out_w;
+            // Columns without a neighbour have zero weights and add 0 at
+            // index 0.
+            for (int64_t j = 0; j < out_w; ++j) {
+              const T lo = wyl * grow[j], hi = wyh * grow[j];
+              row_lo[xl[j]] += wxl[j] * lo;
+              row_lo[xh[j]] += wxh[j] * lo;
+              row_hi[xl[j]] += wxl[j] * hi;
+              row_hi[xh[j]] += wxh[j] * hi;
+            }
           }
         }
       }
