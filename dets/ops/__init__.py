@@ -10,6 +10,7 @@ from .centernet_decode import centernet_decode
 from .centernet_targets import centernet_targets
 from .nms import nms
 from .roi_align import RoIAlign, roi_align
+from .roi_crop import RoICrop, roi_crop
 from .roi_pool import RoIPool, roi_pool
 from .soft_nms import soft_nms
 from .ttf_decode import ttf_decode
@@ -22,8 +23,10 @@ __all__ = [
     "centernet_targets",
     "nms",
     "roi_align",
+    "roi_crop",
     "roi_pool",
     "RoIAlign",
+    "RoICrop",
     "RoIPool",
     "soft_nms",
     "ttf_decode",
