@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "roi_align_common.h"
+#include "roi_checks.h"
 
 namespace dets {
 namespace {
@@ -366,26 +367,11 @@ at::Tensor from_nhwc(const at::Tensor& nhwc) {
   return out;
 }
 
-void check_args(const at::Tensor& rois, int64_t pooled_h, int64_t pooled_w) {
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_align: rois must have shape [K, 5], got ", rois.sizes());
-  TORCH_CHECK(pooled_h > 0 && pooled_w > 0,
-              "roi_align: the output size must be positive, got ", pooled_h,
-              "x", pooled_w);
-}
-
 at::Tensor roi_align_cpu(const at::Tensor& input, const at::Tensor& rois,
                          double spatial_scale, int64_t pooled_h,
                          int64_t pooled_w, int64_t sampling_ratio,
                          bool aligned) {
-  TORCH_CHECK(input.dim() == 4, "roi_align: input must be [N, C, H, W], got ",
-              input.sizes());
-  check_args(rois, pooled_h, pooled_w);
-  TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
-              "roi_align: rois and input must share a dtype");
-  TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0,
-              "roi_align: input must have a non-empty H x W, got ",
-              input.sizes());
+  roi_checks::check_roi_align_forward(input, rois, pooled_h, pooled_w);
   at::Tensor out = at::empty({rois.size(0), input.size(1), pooled_h, pooled_w},
                              input.options());
   if (out.numel() == 0) return out.zero_();
@@ -404,17 +390,8 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad,
                                   int64_t batch_size, int64_t channels,
                                   int64_t height, int64_t width,
                                   int64_t sampling_ratio, bool aligned) {
-  check_args(rois, pooled_h, pooled_w);
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) &&
-                  grad.size(1) == channels && grad.size(2) == pooled_h &&
-                  grad.size(3) == pooled_w,
-              "roi_align backward: grad must be [K, C, pooled_h, pooled_w], "
-              "got ",
-              grad.sizes());
-  TORCH_CHECK(rois.scalar_type() == grad.scalar_type(),
-              "roi_align backward: rois and grad must share a dtype");
-  TORCH_CHECK(height > 0 && width > 0,
-              "roi_align backward: the input must have a non-empty H x W");
+  roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w, channels,
+                                       height, width);
   at::Tensor grad_nhwc =
       at::zeros({batch_size, height, width, channels}, grad.options());
   if (grad.numel() > 0 && grad_nhwc.numel() > 0) {

@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include "roi_align_common.h"
+#include "roi_checks.h"
 
 namespace dets {
 namespace {
@@ -166,28 +167,11 @@ dim3 launch_grid(int64_t num_rois, int64_t channels) {
               static_cast<unsigned>(channel_blocks));
 }
 
-void check_args(const at::Tensor& rois, int64_t pooled_h, int64_t pooled_w) {
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_align: rois must have shape [K, 5], got ", rois.sizes());
-  TORCH_CHECK(pooled_h > 0 && pooled_w > 0,
-              "roi_align: the output size must be positive, got ", pooled_h,
-              "x", pooled_w);
-}
-
 at::Tensor roi_align_cuda(const at::Tensor& input, const at::Tensor& rois,
                           double spatial_scale, int64_t pooled_h,
                           int64_t pooled_w, int64_t sampling_ratio,
                           bool aligned) {
-  TORCH_CHECK(input.dim() == 4, "roi_align: input must be [N, C, H, W], got ",
-              input.sizes());
-  check_args(rois, pooled_h, pooled_w);
-  TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
-              "roi_align: rois and input must share a dtype");
-  TORCH_CHECK(rois.device() == input.device(),
-              "roi_align: rois and input must be on one device");
-  TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0,
-              "roi_align: input must have a non-empty H x W, got ",
-              input.sizes());
+  roi_checks::check_roi_align_forward(input, rois, pooled_h, pooled_w);
   const c10::cuda::CUDAGuard guard(input.device());
   at::Tensor out = at::empty({rois.size(0), input.size(1), pooled_h, pooled_w},
                              input.options());
@@ -216,17 +200,8 @@ at::Tensor roi_align_backward_cuda(const at::Tensor& grad,
                                    int64_t channels, int64_t height,
                                    int64_t width, int64_t sampling_ratio,
                                    bool aligned) {
-  check_args(rois, pooled_h, pooled_w);
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) &&
-                  grad.size(1) == channels && grad.size(2) == pooled_h &&
-                  grad.size(3) == pooled_w,
-              "roi_align backward: grad must be [K, C, pooled_h, pooled_w], "
-              "got ",
-              grad.sizes());
-  TORCH_CHECK(rois.scalar_type() == grad.scalar_type(),
-              "roi_align backward: rois and grad must share a dtype");
-  TORCH_CHECK(height > 0 && width > 0,
-              "roi_align backward: the input must have a non-empty H x W");
+  roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w, channels,
+                                       height, width);
   const c10::cuda::CUDAGuard guard(grad.device());
   const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor acc = at::zeros({batch_size, height, width, channels},
