@@ -15,18 +15,14 @@ from tests.conftest import (
     requires_extension,
     requires_triton,
 )
+from tests.nms_cases import runner, sizer
 
 METHODS = ["linear", "gaussian", "hard"]
 SIZES = {"cpu": [1, 9, 120, 400], "cuda": [1, 9, 120, 400], "triton": [1, 9, 40]}
 
 
-def run(backend, *args, **kwargs):
-    with _backend.backend(backend):
-        return soft_nms(*args, **kwargs)
-
-
-def sizes_for(backend, device):
-    return SIZES["triton" if backend == "triton" and device == "cpu" else device]
+run = runner(soft_nms)
+sizes_for = sizer(SIZES)
 
 
 def check(got, expected, exact_scores):
