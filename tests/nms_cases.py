@@ -4,7 +4,10 @@ import pytest
 import torch
 
 from dets.ops import _backend
-from tests.conftest import random_boxes, torchvision_ops
+from tests.conftest import random_boxes, requires_extension, requires_triton, torchvision_ops
+
+# The kernel backends that serve a CUDA device.
+CUDA_KERNELS = [pytest.param("cuda", marks=requires_extension), pytest.param("triton", marks=requires_triton)]
 
 
 def runner(op):

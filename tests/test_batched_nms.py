@@ -13,7 +13,7 @@ from tests.conftest import (
     requires_extension,
     requires_triton,
 )
-from tests.nms_cases import runner, sizer, torchvision_unique_scores
+from tests.nms_cases import CUDA_KERNELS, runner, sizer, torchvision_unique_scores
 
 SIZES = {"cpu": [1, 7, 65, 300, 1000], "cuda": [1, 7, 65, 300, 1000], "triton": [1, 7, 65, 130]}
 
@@ -155,9 +155,7 @@ def test_torch_compile_triton_op(gen):
 
 
 @requires_cuda
-@pytest.mark.parametrize(
-    "backend", [pytest.param("cuda", marks=requires_extension), pytest.param("triton", marks=requires_triton)]
-)
+@pytest.mark.parametrize("backend", CUDA_KERNELS)
 def test_cuda_large_input_matches_cpu(backend, gen):
     boxes = random_boxes(20000, gen, size=1000.0)
     scores = torch.randperm(20000, generator=gen).float()

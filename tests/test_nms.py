@@ -14,7 +14,7 @@ from tests.conftest import (
     requires_triton,
     torchvision_ops,
 )
-from tests.nms_cases import runner, sizer, torchvision_unique_scores
+from tests.nms_cases import CUDA_KERNELS, runner, sizer, torchvision_unique_scores
 
 # The interpreted Triton kernels are slow: keep their inputs small.
 SIZES = {"cpu": [1, 7, 64, 65, 300, 1000], "cuda": [1, 7, 64, 65, 300, 1000], "triton": [1, 7, 65, 130]}
@@ -204,9 +204,7 @@ def test_torch_compile_cuda(gen):
 
 
 @requires_cuda
-@pytest.mark.parametrize(
-    "backend", [pytest.param("cuda", marks=requires_extension), pytest.param("triton", marks=requires_triton)]
-)
+@pytest.mark.parametrize("backend", CUDA_KERNELS)
 def test_cuda_large_input_matches_cpu(backend, gen):
     boxes = random_boxes(20000, gen, size=1000.0)
     scores = torch.randperm(20000, generator=gen).float()
