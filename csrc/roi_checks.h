@@ -69,5 +69,22 @@ inline void check_roi_pool_forward(const at::Tensor& input,
       "roi_pool: H * W must be below 2^31 (argmax is int32)");
 }
 
+inline void check_roi_pool_backward(const at::Tensor& grad,
+                                    const at::Tensor& rois,
+                                    const at::Tensor& argmax,
+                                    int64_t channels) {
+  TORCH_CHECK(grad.dim() == 4 && grad.size(1) == channels,
+              "_roi_pool_backward: grad must be [K, C, PH, PW], got ",
+              grad.sizes());
+  TORCH_CHECK(
+      argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
+      "_roi_pool_backward: argmax must be int32 shaped like grad");
+  TORCH_CHECK(
+      rois.dim() == 2 && rois.size(1) == 5 && rois.size(0) == grad.size(0),
+      "_roi_pool_backward: rois must be [K, 5] matching grad");
+  TORCH_CHECK(rois.scalar_type() == grad.scalar_type(),
+              "_roi_pool_backward: rois and grad must share a dtype");
+}
+
 }  // namespace roi_checks
 }  // namespace dets

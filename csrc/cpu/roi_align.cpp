@@ -77,24 +77,8 @@ struct RoiSamples {
                                           pooled_w, sampling_ratio, aligned);
     if (g.grid_h <= 0 || g.grid_w <= 0) return false;
     count = g.count;
-    ys.resize(pooled_h * g.grid_h);
-    y_in.resize(ys.size());
-    for (int64_t p = 0; p < pooled_h; ++p) {
-      for (int64_t i = 0; i < g.grid_h; ++i) {
-        const int64_t s = p * g.grid_h + i;
-        const T y = sample_coord(g.start_h, g.bin_h, p, i, g.grid_h);
-        y_in[s] = axis_tap(y, height, ys[s]);
-      }
-    }
-    xs.resize(pooled_w * g.grid_w);
-    x_in.resize(xs.size());
-    for (int64_t p = 0; p < pooled_w; ++p) {
-      for (int64_t i = 0; i < g.grid_w; ++i) {
-        const int64_t s = p * g.grid_w + i;
-        const T x = sample_coord(g.start_w, g.bin_w, p, i, g.grid_w);
-        x_in[s] = axis_tap(x, width, xs[s]);
-      }
-    }
+    axis_taps(g.start_h, g.bin_h, pooled_h, g.grid_h, height, ys, y_in);
+    axis_taps(g.start_w, g.bin_w, pooled_w, g.grid_w, width, xs, x_in);
     samples.clear();
     bin_start.assign(1, 0);
     for (int64_t ph = 0; ph < pooled_h; ++ph) {
@@ -121,6 +105,22 @@ struct RoiSamples {
       }
     }
     return true;
+  }
+
+ private:
+  // Taps of every sample along one axis, sample i of bin p at p * grid + i.
+  static void axis_taps(T start, T bin, int64_t pooled, int64_t grid,
+                        int64_t size, std::vector<AxisTap<T>>& taps,
+                        std::vector<char>& inside) {
+    taps.resize(pooled * grid);
+    inside.resize(taps.size());
+    for (int64_t p = 0; p < pooled; ++p) {
+      for (int64_t i = 0; i < grid; ++i) {
+        const int64_t s = p * grid + i;
+        const T v = sample_coord(start, bin, p, i, grid);
+        inside[s] = axis_tap(v, size, taps[s]);
+      }
+    }
   }
 };
 

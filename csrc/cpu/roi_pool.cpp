@@ -370,17 +370,7 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                                  const at::Tensor& argmax, int64_t batch_size,
                                  int64_t channels, int64_t height,
                                  int64_t width) {
-  TORCH_CHECK(grad.dim() == 4 && grad.size(1) == channels,
-              "_roi_pool_backward: grad must be [K, C, PH, PW], got ",
-              grad.sizes());
-  TORCH_CHECK(
-      argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
-      "_roi_pool_backward: argmax must be int32 shaped like grad");
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5 &&
-                  rois.size(0) == grad.size(0),
-              "_roi_pool_backward: rois must be [K, 5] matching grad");
-  TORCH_CHECK(rois.scalar_type() == grad.scalar_type(),
-              "_roi_pool_backward: rois and grad must share a dtype");
+  roi_checks::check_roi_pool_backward(grad, rois, argmax, channels);
   at::Tensor grad_input =
       at::zeros({batch_size, channels, height, width}, grad.options());
   if (grad.numel() == 0 || grad_input.numel() == 0) {

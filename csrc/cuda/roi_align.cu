@@ -33,6 +33,26 @@ constexpr int kLanes = 32;   // channels per block, one per lane
 constexpr int kWarps = 8;    // bins sampled at once per block
 constexpr int kChunk = 128;  // bins staged in shared memory per round
 
+// Calls f(ty, tx) with the taps of every sample of bin (ph, pw) that lies
+// inside the feature map, rows outer, in torchvision's order.
+template <typename T, typename F>
+__device__ __forceinline__ void for_each_sample(const Geometry<T>& g,
+                                                int64_t ph, int64_t pw,
+                                                int64_t height, int64_t width,
+                                                F&& f) {
+  for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+    AxisTap<T> ty;
+    const T y = sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h);
+    if (!axis_tap(y, height, ty)) continue;
+    for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+      AxisTap<T> tx;
+      const T x = sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w);
+      if (!axis_tap(x, width, tx)) continue;
+      f(ty, tx);
+    }
+  }
+}
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kLanes* kWarps)
     roi_align_forward_kernel(const scalar_t* __restrict__ feat,
@@ -66,24 +86,18 @@ __global__ void __launch_bounds__(kLanes* kWarps)
       if (sampled) {
         const int64_t ph = (b0 + i) / pooled_w;
         const int64_t pw = (b0 + i) % pooled_w;
-        for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-          AxisTap<acc_t> ty;
-          const acc_t y = sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h);
-          if (!axis_tap(y, height, ty)) continue;
-          const scalar_t* row_lo = image + ty.lo * width * channels;
-          const scalar_t* row_hi = image + ty.hi * width * channels;
-          for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-            AxisTap<acc_t> tx;
-            const acc_t x = sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w);
-            if (!axis_tap(x, width, tx)) continue;
-            const acc_t v1 = static_cast<acc_t>(row_lo[tx.lo * channels]);
-            const acc_t v2 = static_cast<acc_t>(row_lo[tx.hi * channels]);
-            const acc_t v3 = static_cast<acc_t>(row_hi[tx.lo * channels]);
-            const acc_t v4 = static_cast<acc_t>(row_hi[tx.hi * channels]);
-            sum += ty.w_lo * tx.w_lo * v1 + ty.w_lo * tx.w_hi * v2 +
-                   ty.w_hi * tx.w_lo * v3 + ty.w_hi * tx.w_hi * v4;
-          }
-        }
+        for_each_sample(
+            g, ph, pw, height, width,
+            [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
+              const scalar_t* row_lo = image + ty.lo * width * channels;
+              const scalar_t* row_hi = image + ty.hi * width * channels;
+              const acc_t v1 = static_cast<acc_t>(row_lo[tx.lo * channels]);
+              const acc_t v2 = static_cast<acc_t>(row_lo[tx.hi * channels]);
+              const acc_t v3 = static_cast<acc_t>(row_hi[tx.lo * channels]);
+              const acc_t v4 = static_cast<acc_t>(row_hi[tx.hi * channels]);
+              sum += ty.w_lo * tx.w_lo * v1 + ty.w_lo * tx.w_hi * v2 +
+                     ty.w_hi * tx.w_lo * v3 + ty.w_hi * tx.w_hi * v4;
+            });
       }
       tile[i][lane] = sum / g.count;
     }
@@ -135,22 +149,16 @@ __global__ void __launch_bounds__(kLanes* kWarps)
       const acc_t gv = tile[i][lane] / g.count;
       const int64_t ph = (b0 + i) / pooled_w;
       const int64_t pw = (b0 + i) % pooled_w;
-      for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-        AxisTap<acc_t> ty;
-        const acc_t y = sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h);
-        if (!axis_tap(y, height, ty)) continue;
-        acc_t* row_lo = image + ty.lo * width * channels;
-        acc_t* row_hi = image + ty.hi * width * channels;
-        for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-          AxisTap<acc_t> tx;
-          const acc_t x = sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w);
-          if (!axis_tap(x, width, tx)) continue;
-          atomicAdd(row_lo + tx.lo * channels, ty.w_lo * tx.w_lo * gv);
-          atomicAdd(row_lo + tx.hi * channels, ty.w_lo * tx.w_hi * gv);
-          atomicAdd(row_hi + tx.lo * channels, ty.w_hi * tx.w_lo * gv);
-          atomicAdd(row_hi + tx.hi * channels, ty.w_hi * tx.w_hi * gv);
-        }
-      }
+      for_each_sample(
+          g, ph, pw, height, width,
+          [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
+            acc_t* row_lo = image + ty.lo * width * channels;
+            acc_t* row_hi = image + ty.hi * width * channels;
+            atomicAdd(row_lo + tx.lo * channels, ty.w_lo * tx.w_lo * gv);
+            atomicAdd(row_lo + tx.hi * channels, ty.w_lo * tx.w_hi * gv);
+            atomicAdd(row_hi + tx.lo * channels, ty.w_hi * tx.w_lo * gv);
+            atomicAdd(row_hi + tx.hi * channels, ty.w_hi * tx.w_hi * gv);
+          });
     }
     __syncthreads();
   }

@@ -191,16 +191,7 @@ at::Tensor roi_pool_backward_cuda(const at::Tensor& grad,
                                   int64_t width) {
   TORCH_CHECK(grad.is_cuda() && rois.is_cuda() && argmax.is_cuda(),
               "_roi_pool_backward: tensors must be on a CUDA device");
-  TORCH_CHECK(grad.dim() == 4 && grad.size(1) == channels,
-              "_roi_pool_backward: grad must be [K, C, PH, PW], got ",
-              grad.sizes());
-  TORCH_CHECK(
-      argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
-      "_roi_pool_backward: argmax must be int32 shaped like grad");
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5 &&
-                  rois.size(0) == grad.size(0) &&
-                  rois.scalar_type() == grad.scalar_type(),
-              "_roi_pool_backward: rois must be [K, 5] matching grad");
+  roi_checks::check_roi_pool_backward(grad, rois, argmax, channels);
   const c10::cuda::CUDAGuard guard(grad.device());
   const auto acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor buffer = at::zeros({batch_size, channels, height, width},
