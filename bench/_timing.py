@@ -4,6 +4,7 @@ Times are medians over repeats after warm-up; CUDA work is synchronised before t
 is read. Results are meant to be compared as ratios measured in one run.
 """
 
+import argparse
 import os
 import platform
 import statistics
@@ -82,6 +83,20 @@ def torchvision_ops():
         return torchvision.ops
     except Exception:  # noqa: BLE001  (absent or built against another torch)
         return None
+
+
+def arg_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every bench script takes, --device and --quick; a script may add its own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    return parser
+
+
+def main(run: Callable[..., None], doc: str) -> None:
+    """Command line of a script with no options of its own: run(device, quick=...)."""
+    args = arg_parser(doc).parse_args()
+    run(torch.device(args.device), quick=args.quick)
 
 
 def triton_on(device: torch.device) -> bool:

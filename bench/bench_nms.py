@@ -10,7 +10,6 @@ spatial index must make (every pair of kept boxes of one category: sum K_c (K_c 
 the rate the dets kernel itself tests pairs (measured with nothing suppressed, threshold 1).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _timing import device_description, fmt_ms, measure, print_table, torchvision_ops, triton_on  # noqa: E402
-
 from dets.ops import _backend, batched_nms, nms, soft_nms  # noqa: E402
+
+from _timing import arg_parser, device_description, fmt_ms, measure, print_table, torchvision_ops, triton_on  # noqa: E402
 
 IMAGE = 1000.0
 MAX_SIDE = 250.0
@@ -137,9 +136,7 @@ def run(device: torch.device, quick: bool = False) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true")
+    parser = arg_parser(__doc__)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:

@@ -7,7 +7,6 @@ features, write the output; backward also reads the output gradient and writes t
 gradient) at the copy bandwidth measured here; the sampling gathers are assumed to hit cache.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,17 +15,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dets.ops import _backend, roi_align  # noqa: E402
+
 from _timing import (  # noqa: E402
     device_description,
     fmt_ms,
+    main,
     measure,
     memory_bandwidth,
     print_table,
     torchvision_ops,
     triton_on,
 )
-
-from dets.ops import _backend, roi_align  # noqa: E402
 
 # name, (N, C, H, W), RoIs, output size, sampling_ratio, spatial_scale
 CASES = [
@@ -131,8 +131,4 @@ def run(device: torch.device, quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    run(torch.device(args.device), quick=args.quick)
+    main(run, __doc__)

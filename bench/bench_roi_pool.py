@@ -8,7 +8,6 @@ the features and writes output + int32 argmax; backward reads grad + argmax and 
 input gradient. Ratios are torchvision's time over ours (> 1: we are faster).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,17 +16,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dets.ops import _backend, backend, roi_pool  # noqa: E402
+
 from _timing import (  # noqa: E402
     device_description,
     fmt_ms,
+    main,
     measure,
     memory_bandwidth,
     print_table,
     torchvision_ops,
     triton_on,
 )
-
-from dets.ops import _backend, backend, roi_pool  # noqa: E402
 
 # (images, channels, height, width, RoIs, output size, spatial scale)
 FULL = [(2, 256, 64, 64, 1024, 7, 1 / 16), (2, 256, 50, 68, 512, 14, 1 / 16)]
@@ -129,13 +129,5 @@ def run(device: torch.device, quick: bool = False) -> None:
     print("\nfloor columns: the bytes-moved floor as a share of the measured time (torchvision rows: floor in ms).")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    run(torch.device(args.device), quick=args.quick)
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__)

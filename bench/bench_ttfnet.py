@@ -4,7 +4,6 @@ building the Gaussian targets (dets.ops.ttf_targets).
     python bench/bench_ttfnet.py [--device cpu|cuda] [--size 512] [--bs 8]
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dets.models import build_detector  # noqa: E402
 from dets.ops import ttf_targets  # noqa: E402
 
-from _timing import device_description, print_table  # noqa: E402
+from _timing import arg_parser, device_description, print_table  # noqa: E402
 
 
 def _batch(bs: int, size: int, boxes_per_image: int, device: torch.device, generator: torch.Generator):
@@ -82,11 +81,9 @@ def run(device: torch.device, quick: bool = False, size: int = 512, bs: int = 8,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = arg_parser(__doc__)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--bs", type=int, default=8)
-    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     run(torch.device(args.device), quick=args.quick, size=args.size, bs=args.bs)
 

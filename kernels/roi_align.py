@@ -16,8 +16,12 @@ import triton.language as tl
 
 
 @triton.jit
-def _axis_taps(coord, size):
-    """Taps of sample coordinates along an axis of `size` pixels: lo, hi, w_lo, w_hi, inside."""
+def _axis_taps(start, i, bin_size, grid, size):
+    """Taps of the i-th of `grid` samples per bin along an axis of `size` pixels.
+
+    Returns lo, hi, w_lo, w_hi, inside.
+    """
+    coord = start + (i + 0.5) * bin_size / grid.to(tl.float32)
     inside = (coord >= -1.0) & (coord <= size)
     v = tl.maximum(coord, 0.0)
     lo = v.to(tl.int32)
@@ -30,8 +34,25 @@ def _axis_taps(coord, size):
 
 
 @triton.jit
-def _roi_grid(box_ptr, k, pooled_h, pooled_w, sampling_ratio, ALIGNED: tl.constexpr):
-    """Batch index (-1: empty RoI), top-left corner, bin sizes and sample grid of RoI k."""
+def _bilinear_taps(y_lo, y_hi, wy_lo, wy_hi, x_lo, x_hi, wx_lo, wx_hi, width, channels, c):
+    """Offsets [bins, C] into an NHWC image of the four taps of each bin, and their weights [bins]."""
+    row_lo = y_lo.to(tl.int64) * width
+    row_hi = y_hi.to(tl.int64) * width
+    return (
+        ((row_lo + x_lo) * channels)[:, None] + c[None, :],
+        ((row_lo + x_hi) * channels)[:, None] + c[None, :],
+        ((row_hi + x_lo) * channels)[:, None] + c[None, :],
+        ((row_hi + x_hi) * channels)[:, None] + c[None, :],
+        wy_lo * wx_lo,
+        wy_lo * wx_hi,
+        wy_hi * wx_lo,
+        wy_hi * wx_hi,
+    )
+
+
+@triton.jit
+def _roi_grid(box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, ALIGNED: tl.constexpr):
+    """Batch index (-1: empty RoI), top-left corner of each bin, bin sizes and sample grid of RoI k."""
     batch = tl.load(box_ptr + k * 5).to(tl.int64)
     x1 = tl.load(box_ptr + k * 5 + 1)
     y1 = tl.load(box_ptr + k * 5 + 2)
@@ -52,7 +73,15 @@ def _roi_grid(box_ptr, k, pooled_h, pooled_w, sampling_ratio, ALIGNED: tl.conste
     grid_h = tl.where(batch < 0, 0, grid_h)
     grid_w = tl.where(batch < 0, 0, grid_w)
     count = tl.maximum(grid_h.to(tl.float32) * grid_w.to(tl.float32), 1.0)
-    return batch, x1, y1, bin_h, bin_w, grid_h, grid_w, count
+    y_start = y1 + (bins // pooled_w).to(tl.float32) * bin_h
+    x_start = x1 + (bins % pooled_w).to(tl.float32) * bin_w
+    return batch, y_start, x_start, bin_h, bin_w, grid_h, grid_w, count
+
+
+@triton.jit
+def _tile_offsets(k, c, bins, channels, num_bins):
+    """Offsets [bins, C] of RoI k's tile in a [K, C, pooled_h, pooled_w] tensor."""
+    return k * channels * num_bins + c[None, :].to(tl.int64) * num_bins + bins[:, None]
 
 
 @triton.jit
@@ -76,33 +105,30 @@ def _roi_align_fwd_kernel(
     bins = tl.arange(0, BLOCK_BINS)
     num_bins = pooled_h * pooled_w
     bin_ok = bins < num_bins
-    batch, x1, y1, bin_h, bin_w, grid_h, grid_w, count = _roi_grid(
-        box_ptr, k, pooled_h, pooled_w, sampling_ratio, ALIGNED
+    batch, y_start, x_start, bin_h, bin_w, grid_h, grid_w, count = _roi_grid(
+        box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, ALIGNED
     )
-    y_start = y1 + (bins // pooled_w).to(tl.float32) * bin_h
-    x_start = x1 + (bins % pooled_w).to(tl.float32) * bin_w
     image = feat_ptr + tl.maximum(batch, 0) * height * width * channels
     acc = tl.full([BLOCK_BINS, BLOCK_C], 0.0, tl.float32)
     for iy in range(0, grid_h):
-        y = y_start + (iy + 0.5) * bin_h / grid_h.to(tl.float32)
-        y_lo, y_hi, wy_lo, wy_hi, y_in = _axis_taps(y, height)
+        y_lo, y_hi, wy_lo, wy_hi, y_in = _axis_taps(y_start, iy, bin_h, grid_h, height)
         for ix in range(0, grid_w):
-            x = x_start + (ix + 0.5) * bin_w / grid_w.to(tl.float32)
-            x_lo, x_hi, wx_lo, wx_hi, x_in = _axis_taps(x, width)
+            x_lo, x_hi, wx_lo, wx_hi, x_in = _axis_taps(x_start, ix, bin_w, grid_w, width)
             mask = (bin_ok & y_in & x_in)[:, None] & c_ok[None, :]
-            row_lo = y_lo.to(tl.int64) * width
-            row_hi = y_hi.to(tl.int64) * width
-            v1 = tl.load(image + ((row_lo + x_lo) * channels)[:, None] + c[None, :], mask=mask, other=0.0)
-            v2 = tl.load(image + ((row_lo + x_hi) * channels)[:, None] + c[None, :], mask=mask, other=0.0)
-            v3 = tl.load(image + ((row_hi + x_lo) * channels)[:, None] + c[None, :], mask=mask, other=0.0)
-            v4 = tl.load(image + ((row_hi + x_hi) * channels)[:, None] + c[None, :], mask=mask, other=0.0)
-            acc += (
-                (wy_lo * wx_lo)[:, None] * v1.to(tl.float32)
-                + (wy_lo * wx_hi)[:, None] * v2.to(tl.float32)
-                + (wy_hi * wx_lo)[:, None] * v3.to(tl.float32)
-                + (wy_hi * wx_hi)[:, None] * v4.to(tl.float32)
+            o1, o2, o3, o4, w1, w2, w3, w4 = _bilinear_taps(
+                y_lo, y_hi, wy_lo, wy_hi, x_lo, x_hi, wx_lo, wx_hi, width, channels, c
             )
-    out = out_ptr + k * channels * num_bins + c[None, :].to(tl.int64) * num_bins + bins[:, None]
+            v1 = tl.load(image + o1, mask=mask, other=0.0)
+            v2 = tl.load(image + o2, mask=mask, other=0.0)
+            v3 = tl.load(image + o3, mask=mask, other=0.0)
+            v4 = tl.load(image + o4, mask=mask, other=0.0)
+            acc += (
+                w1[:, None] * v1.to(tl.float32)
+                + w2[:, None] * v2.to(tl.float32)
+                + w3[:, None] * v3.to(tl.float32)
+                + w4[:, None] * v4.to(tl.float32)
+            )
+    out = out_ptr + _tile_offsets(k, c, bins, channels, num_bins)
     tl.store(out, (acc / count).to(out_ptr.dtype.element_ty), mask=bin_ok[:, None] & c_ok[None, :])
 
 
@@ -127,36 +153,25 @@ def _roi_align_bwd_kernel(
     bins = tl.arange(0, BLOCK_BINS)
     num_bins = pooled_h * pooled_w
     bin_ok = bins < num_bins
-    batch, x1, y1, bin_h, bin_w, grid_h, grid_w, count = _roi_grid(
-        box_ptr, k, pooled_h, pooled_w, sampling_ratio, ALIGNED
+    batch, y_start, x_start, bin_h, bin_w, grid_h, grid_w, count = _roi_grid(
+        box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, ALIGNED
     )
     tile_ok = bin_ok[:, None] & c_ok[None, :]
-    g_ptr = grad_ptr + k * channels * num_bins + c[None, :].to(tl.int64) * num_bins + bins[:, None]
+    g_ptr = grad_ptr + _tile_offsets(k, c, bins, channels, num_bins)
     g = tl.load(g_ptr, mask=tile_ok, other=0.0).to(tl.float32) / count
-    y_start = y1 + (bins // pooled_w).to(tl.float32) * bin_h
-    x_start = x1 + (bins % pooled_w).to(tl.float32) * bin_w
     image = out_ptr + tl.maximum(batch, 0) * height * width * channels
     for iy in range(0, grid_h):
-        y = y_start + (iy + 0.5) * bin_h / grid_h.to(tl.float32)
-        y_lo, y_hi, wy_lo, wy_hi, y_in = _axis_taps(y, height)
+        y_lo, y_hi, wy_lo, wy_hi, y_in = _axis_taps(y_start, iy, bin_h, grid_h, height)
         for ix in range(0, grid_w):
-            x = x_start + (ix + 0.5) * bin_w / grid_w.to(tl.float32)
-            x_lo, x_hi, wx_lo, wx_hi, x_in = _axis_taps(x, width)
+            x_lo, x_hi, wx_lo, wx_hi, x_in = _axis_taps(x_start, ix, bin_w, grid_w, width)
             mask = (y_in & x_in)[:, None] & tile_ok
-            row_lo = y_lo.to(tl.int64) * width
-            row_hi = y_hi.to(tl.int64) * width
-            tl.atomic_add(
-                image + ((row_lo + x_lo) * channels)[:, None] + c[None, :], (wy_lo * wx_lo)[:, None] * g, mask=mask
+            o1, o2, o3, o4, w1, w2, w3, w4 = _bilinear_taps(
+                y_lo, y_hi, wy_lo, wy_hi, x_lo, x_hi, wx_lo, wx_hi, width, channels, c
             )
-            tl.atomic_add(
-                image + ((row_lo + x_hi) * channels)[:, None] + c[None, :], (wy_lo * wx_hi)[:, None] * g, mask=mask
-            )
-            tl.atomic_add(
-                image + ((row_hi + x_lo) * channels)[:, None] + c[None, :], (wy_hi * wx_lo)[:, None] * g, mask=mask
-            )
-            tl.atomic_add(
-                image + ((row_hi + x_hi) * channels)[:, None] + c[None, :], (wy_hi * wx_hi)[:, None] * g, mask=mask
-            )
+            tl.atomic_add(image + o1, w1[:, None] * g, mask=mask)
+            tl.atomic_add(image + o2, w2[:, None] * g, mask=mask)
+            tl.atomic_add(image + o3, w3[:, None] * g, mask=mask)
+            tl.atomic_add(image + o4, w4[:, None] * g, mask=mask)
 
 
 def _boxes(rois: torch.Tensor, spatial_scale: float, aligned: bool) -> torch.Tensor:

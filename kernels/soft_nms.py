@@ -23,6 +23,18 @@ def score_key(s, alive):
 
 
 @triton.jit
+def fold_best(s, alive, offs, n, best, best_key):
+    """The running selection (index, key) updated with one block of boxes: the highest key
+    wins, the lowest index among equal keys."""
+    key = score_key(s, alive)
+    top = tl.reduce(key, 0, _common.MAX)
+    first = tl.reduce(tl.where(key == top, offs, n), 0, _common.MIN)
+    best = tl.where(top > best_key, first, best)
+    best_key = tl.where(top > best_key, top, best_key)
+    return best, best_key
+
+
+@triton.jit
 def soft_nms_kernel(
     boxes_ptr,  # [n, 4] contiguous
     scores_ptr,  # [n]
@@ -48,11 +60,7 @@ def soft_nms_kernel(
         alive = ok & ~(s < score_threshold)
         tl.store(work_ptr + offs, s, mask=ok)
         tl.store(alive_ptr + offs, alive.to(tl.int8), mask=ok)
-        key = score_key(s, alive)
-        top = tl.reduce(key, 0, _common.MAX)
-        first = tl.reduce(tl.where(key == top, offs, n), 0, _common.MIN)
-        best = tl.where(top > best_key, first, best)
-        best_key = tl.where(top > best_key, top, best_key)
+        best, best_key = fold_best(s, alive, offs, n, best, best_key)
     tl.debug_barrier()
     step = tl.full([], 0, tl.int64)
     while best_key > DEAD:
@@ -87,11 +95,7 @@ def soft_nms_kernel(
             alive = alive & ~(s < score_threshold)
             tl.store(work_ptr + offs, s, mask=ok & alive)
             tl.store(alive_ptr + offs, alive.to(tl.int8), mask=ok)
-            key = score_key(s, alive)
-            top = tl.reduce(key, 0, _common.MAX)
-            first = tl.reduce(tl.where(key == top, offs, n), 0, _common.MIN)
-            best = tl.where(top > best_key, first, best)
-            best_key = tl.where(top > best_key, top, best_key)
+            best, best_key = fold_best(s, alive, offs, n, best, best_key)
         # The next step reads scores and flags other threads of this program wrote.
         tl.debug_barrier()
     tl.store(count_ptr, step)

@@ -12,19 +12,14 @@ from tests.conftest import (
     requires_cuda,
     requires_extension,
     requires_triton,
-    torchvision_ops,
 )
+from tests.nms_cases import CUDA_KERNELS, runner, sizer, torchvision_unique_scores
 
 SIZES = {"cpu": [1, 7, 65, 300, 1000], "cuda": [1, 7, 65, 300, 1000], "triton": [1, 7, 65, 130]}
 
 
-def run(backend, *args):
-    with _backend.backend(backend):
-        return batched_nms(*args)
-
-
-def sizes_for(backend, device):
-    return SIZES["triton" if backend == "triton" and device == "cpu" else device]
+run = runner(batched_nms)
+sizes_for = sizer(SIZES)
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKEND_DEVICES)
@@ -56,13 +51,8 @@ def test_ties_duplicates_and_odd_category_values(backend, device, gen):
 
 @pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
 def test_matches_torchvision_with_unique_scores(backend, device, gen):
-    tv = torchvision_ops()
-    if tv is None:
-        pytest.skip("torchvision is not importable")
-    n = {"cpu": 4000, "torch": 200}.get(backend, max(sizes_for(backend, device)))
-    boxes = random_boxes(n, gen)
-    scores = torch.randperm(n, generator=gen).float() / n
-    idxs = torch.randint(0, 5, (n,), generator=gen)
+    tv, boxes, scores = torchvision_unique_scores(sizes_for, backend, device, gen)
+    idxs = torch.randint(0, 5, (len(boxes),), generator=gen)
     # torchvision's per-category loop: exact, unlike its coordinate-offset path.
     expected = tv.boxes._batched_nms_vanilla(boxes, scores, idxs, 0.5)
     got = run(backend, boxes.to(device), scores.to(device), idxs.to(device), 0.5).cpu()
@@ -165,9 +155,7 @@ def test_torch_compile_triton_op(gen):
 
 
 @requires_cuda
-@pytest.mark.parametrize(
-    "backend", [pytest.param("cuda", marks=requires_extension), pytest.param("triton", marks=requires_triton)]
-)
+@pytest.mark.parametrize("backend", CUDA_KERNELS)
 def test_cuda_large_input_matches_cpu(backend, gen):
     boxes = random_boxes(20000, gen, size=1000.0)
     scores = torch.randperm(20000, generator=gen).float()

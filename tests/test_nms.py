@@ -14,18 +14,14 @@ from tests.conftest import (
     requires_triton,
     torchvision_ops,
 )
+from tests.nms_cases import CUDA_KERNELS, runner, sizer, torchvision_unique_scores
 
 # The interpreted Triton kernels are slow: keep their inputs small.
 SIZES = {"cpu": [1, 7, 64, 65, 300, 1000], "cuda": [1, 7, 64, 65, 300, 1000], "triton": [1, 7, 65, 130]}
 
 
-def run(backend, *args):
-    with _backend.backend(backend):
-        return nms(*args)
-
-
-def sizes_for(backend, device):
-    return SIZES["triton" if backend == "triton" and device == "cpu" else device]
+run = runner(nms)
+sizes_for = sizer(SIZES)
 
 
 def degenerate_inputs(n, gen, dtype=torch.float32):
@@ -65,13 +61,7 @@ def test_cpu_float64(gen):
 
 @pytest.mark.parametrize("backend,device", BACKEND_DEVICES)
 def test_matches_torchvision_with_unique_scores(backend, device, gen):
-    tv = torchvision_ops()
-    if tv is None:
-        pytest.skip("torchvision is not importable")
-    # Thousands of boxes on the CPU kernel exercise its multi-threaded path.
-    n = {"cpu": 4000, "torch": 200}.get(backend, max(sizes_for(backend, device)))
-    boxes = random_boxes(n, gen)
-    scores = torch.randperm(n, generator=gen).float() / n
+    tv, boxes, scores = torchvision_unique_scores(sizes_for, backend, device, gen)
     for threshold in (0.2, 0.5, 0.9):
         expected = tv.nms(boxes, scores, threshold)
         assert torch.equal(run(backend, boxes.to(device), scores.to(device), threshold).cpu(), expected)
@@ -214,9 +204,7 @@ def test_torch_compile_cuda(gen):
 
 
 @requires_cuda
-@pytest.mark.parametrize(
-    "backend", [pytest.param("cuda", marks=requires_extension), pytest.param("triton", marks=requires_triton)]
-)
+@pytest.mark.parametrize("backend", CUDA_KERNELS)
 def test_cuda_large_input_matches_cpu(backend, gen):
     boxes = random_boxes(20000, gen, size=1000.0)
     scores = torch.randperm(20000, generator=gen).float()

@@ -15,18 +15,14 @@ from tests.conftest import (
     requires_extension,
     requires_triton,
 )
+from tests.nms_cases import CUDA_KERNELS, runner, sizer
 
 METHODS = ["linear", "gaussian", "hard"]
 SIZES = {"cpu": [1, 9, 120, 400], "cuda": [1, 9, 120, 400], "triton": [1, 9, 40]}
 
 
-def run(backend, *args, **kwargs):
-    with _backend.backend(backend):
-        return soft_nms(*args, **kwargs)
-
-
-def sizes_for(backend, device):
-    return SIZES["triton" if backend == "triton" and device == "cpu" else device]
+run = runner(soft_nms)
+sizes_for = sizer(SIZES)
 
 
 def check(got, expected, exact_scores):
@@ -195,9 +191,7 @@ def test_torch_compile_triton_op(gen):
 
 
 @requires_cuda
-@pytest.mark.parametrize(
-    "backend", [pytest.param("cuda", marks=requires_extension), pytest.param("triton", marks=requires_triton)]
-)
+@pytest.mark.parametrize("backend", CUDA_KERNELS)
 @pytest.mark.parametrize("method", METHODS)
 def test_cuda_larger_input_matches_cpu(backend, method, gen):
     boxes, scores = random_boxes(3000, gen, size=300.0), torch.rand(3000, generator=gen)

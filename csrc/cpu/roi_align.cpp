@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "roi_align_common.h"
+#include "roi_checks.h"
 
 namespace dets {
 namespace {
@@ -76,24 +77,8 @@ struct RoiSamples {
                                           pooled_w, sampling_ratio, aligned);
     if (g.grid_h <= 0 || g.grid_w <= 0) return false;
     count = g.count;
-    ys.resize(pooled_h * g.grid_h);
-    y_in.resize(ys.size());
-    for (int64_t p = 0; p < pooled_h; ++p) {
-      for (int64_t i = 0; i < g.grid_h; ++i) {
-        const int64_t s = p * g.grid_h + i;
-        const T y = sample_coord(g.start_h, g.bin_h, p, i, g.grid_h);
-        y_in[s] = axis_tap(y, height, ys[s]);
-      }
-    }
-    xs.resize(pooled_w * g.grid_w);
-    x_in.resize(xs.size());
-    for (int64_t p = 0; p < pooled_w; ++p) {
-      for (int64_t i = 0; i < g.grid_w; ++i) {
-        const int64_t s = p * g.grid_w + i;
-        const T x = sample_coord(g.start_w, g.bin_w, p, i, g.grid_w);
-        x_in[s] = axis_tap(x, width, xs[s]);
-      }
-    }
+    axis_taps(g.start_h, g.bin_h, pooled_h, g.grid_h, height, ys, y_in);
+    axis_taps(g.start_w, g.bin_w, pooled_w, g.grid_w, width, xs, x_in);
     samples.clear();
     bin_start.assign(1, 0);
     for (int64_t ph = 0; ph < pooled_h; ++ph) {
@@ -120,6 +105,22 @@ struct RoiSamples {
       }
     }
     return true;
+  }
+
+ private:
+  // Taps of every sample along one axis, sample i of bin p at p * grid + i.
+  static void axis_taps(T start, T bin, int64_t pooled, int64_t grid,
+                        int64_t size, std::vector<AxisTap<T>>& taps,
+                        std::vector<char>& inside) {
+    taps.resize(pooled * grid);
+    inside.resize(taps.size());
+    for (int64_t p = 0; p < pooled; ++p) {
+      for (int64_t i = 0; i < grid; ++i) {
+        const int64_t s = p * grid + i;
+        const T v = sample_coord(start, bin, p, i, grid);
+        inside[s] = axis_tap(v, size, taps[s]);
+      }
+    }
   }
 };
 
@@ -366,26 +367,11 @@ at::Tensor from_nhwc(const at::Tensor& nhwc) {
   return out;
 }
 
-void check_args(const at::Tensor& rois, int64_t pooled_h, int64_t pooled_w) {
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_align: rois must have shape [K, 5], got ", rois.sizes());
-  TORCH_CHECK(pooled_h > 0 && pooled_w > 0,
-              "roi_align: the output size must be positive, got ", pooled_h,
-              "x", pooled_w);
-}
-
 at::Tensor roi_align_cpu(const at::Tensor& input, const at::Tensor& rois,
                          double spatial_scale, int64_t pooled_h,
                          int64_t pooled_w, int64_t sampling_ratio,
                          bool aligned) {
-  TORCH_CHECK(input.dim() == 4, "roi_align: input must be [N, C, H, W], got ",
-              input.sizes());
-  check_args(rois, pooled_h, pooled_w);
-  TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
-              "roi_align: rois and input must share a dtype");
-  TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0,
-              "roi_align: input must have a non-empty H x W, got ",
-              input.sizes());
+  roi_checks::check_roi_align_forward(input, rois, pooled_h, pooled_w);
   at::Tensor out = at::empty({rois.size(0), input.size(1), pooled_h, pooled_w},
                              input.options());
   if (out.numel() == 0) return out.zero_();
@@ -404,17 +390,8 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad,
                                   int64_t batch_size, int64_t channels,
                                   int64_t height, int64_t width,
                                   int64_t sampling_ratio, bool aligned) {
-  check_args(rois, pooled_h, pooled_w);
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) &&
-                  grad.size(1) == channels && grad.size(2) == pooled_h &&
-                  grad.size(3) == pooled_w,
-              "roi_align backward: grad must be [K, C, pooled_h, pooled_w], "
-              "got ",
-              grad.sizes());
-  TORCH_CHECK(rois.scalar_type() == grad.scalar_type(),
-              "roi_align backward: rois and grad must share a dtype");
-  TORCH_CHECK(height > 0 && width > 0,
-              "roi_align backward: the input must have a non-empty H x W");
+  roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w, channels,
+                                       height, width);
   at::Tensor grad_nhwc =
       at::zeros({batch_size, height, width, channels}, grad.options());
   if (grad.numel() > 0 && grad_nhwc.numel() > 0) {

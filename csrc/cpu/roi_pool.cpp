@@ -18,8 +18,9 @@
 #include <atomic>
 #include <cfloat>
 #include <cmath>
-#include <limits>
 #include <vector>
+
+#include "roi_checks.h"
 
 namespace dets {
 namespace {
@@ -277,29 +278,10 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   });
 }
 
-void check_args(const at::Tensor& input, const at::Tensor& rois,
-                int64_t pooled_h, int64_t pooled_w) {
-  TORCH_CHECK(input.dim() == 4, "roi_pool: input must be [N, C, H, W], got ",
-              input.sizes());
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_pool: rois must be [K, 5], got ", rois.sizes());
-  TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
-              "roi_pool: rois and input must share a dtype");
-  TORCH_CHECK(pooled_h > 0 && pooled_w > 0,
-              "roi_pool: the output size must be positive, got ", pooled_h,
-              " x ", pooled_w);
-  TORCH_CHECK(input.size(2) * input.size(3) <=
-                  std::numeric_limits<int32_t>::max(),
-              "roi_pool: H * W must be below 2^31 (argmax is int32)");
-}
-
-std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(const at::Tensor& input,
-                                                const at::Tensor& rois,
-                                                double spatial_scale,
-                                                int64_t pooled_height,
-                                                int64_t pooled_width,
-                                                bool with_argmax) {
-  check_args(input, rois, pooled_height, pooled_width);
+std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
+    const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+    int64_t pooled_height, int64_t pooled_width, bool with_argmax) {
+  roi_checks::check_roi_pool_forward(input, rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1);
   at::Tensor output = at::empty(
@@ -388,17 +370,7 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                                  const at::Tensor& argmax, int64_t batch_size,
                                  int64_t channels, int64_t height,
                                  int64_t width) {
-  TORCH_CHECK(grad.dim() == 4 && grad.size(1) == channels,
-              "_roi_pool_backward: grad must be [K, C, PH, PW], got ",
-              grad.sizes());
-  TORCH_CHECK(
-      argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
-      "_roi_pool_backward: argmax must be int32 shaped like grad");
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5 &&
-                  rois.size(0) == grad.size(0),
-              "_roi_pool_backward: rois must be [K, 5] matching grad");
-  TORCH_CHECK(rois.scalar_type() == grad.scalar_type(),
-              "_roi_pool_backward: rois and grad must share a dtype");
+  roi_checks::check_roi_pool_backward(grad, rois, argmax, channels);
   at::Tensor grad_input =
       at::zeros({batch_size, channels, height, width}, grad.options());
   if (grad.numel() == 0 || grad_input.numel() == 0) {

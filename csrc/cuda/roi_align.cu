@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include "roi_align_common.h"
+#include "roi_checks.h"
 
 namespace dets {
 namespace {
@@ -31,6 +32,26 @@ using roi_align_common::sample_coord;
 constexpr int kLanes = 32;   // channels per block, one per lane
 constexpr int kWarps = 8;    // bins sampled at once per block
 constexpr int kChunk = 128;  // bins staged in shared memory per round
+
+// Calls f(ty, tx) with the taps of every sample of bin (ph, pw) that lies
+// inside the feature map, rows outer, in torchvision's order.
+template <typename T, typename F>
+__device__ __forceinline__ void for_each_sample(const Geometry<T>& g,
+                                                int64_t ph, int64_t pw,
+                                                int64_t height, int64_t width,
+                                                F&& f) {
+  for (int64_t iy = 0; iy < g.grid_h; ++iy) {
+    AxisTap<T> ty;
+    const T y = sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h);
+    if (!axis_tap(y, height, ty)) continue;
+    for (int64_t ix = 0; ix < g.grid_w; ++ix) {
+      AxisTap<T> tx;
+      const T x = sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w);
+      if (!axis_tap(x, width, tx)) continue;
+      f(ty, tx);
+    }
+  }
+}
 
 template <typename scalar_t>
 __global__ void __launch_bounds__(kLanes* kWarps)
@@ -65,24 +86,18 @@ __global__ void __launch_bounds__(kLanes* kWarps)
       if (sampled) {
         const int64_t ph = (b0 + i) / pooled_w;
         const int64_t pw = (b0 + i) % pooled_w;
-        for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-          AxisTap<acc_t> ty;
-          const acc_t y = sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h);
-          if (!axis_tap(y, height, ty)) continue;
-          const scalar_t* row_lo = image + ty.lo * width * channels;
-          const scalar_t* row_hi = image + ty.hi * width * channels;
-          for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-            AxisTap<acc_t> tx;
-            const acc_t x = sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w);
-            if (!axis_tap(x, width, tx)) continue;
-            const acc_t v1 = static_cast<acc_t>(row_lo[tx.lo * channels]);
-            const acc_t v2 = static_cast<acc_t>(row_lo[tx.hi * channels]);
-            const acc_t v3 = static_cast<acc_t>(row_hi[tx.lo * channels]);
-            const acc_t v4 = static_cast<acc_t>(row_hi[tx.hi * channels]);
-            sum += ty.w_lo * tx.w_lo * v1 + ty.w_lo * tx.w_hi * v2 +
-                   ty.w_hi * tx.w_lo * v3 + ty.w_hi * tx.w_hi * v4;
-          }
-        }
+        for_each_sample(
+            g, ph, pw, height, width,
+            [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
+              const scalar_t* row_lo = image + ty.lo * width * channels;
+              const scalar_t* row_hi = image + ty.hi * width * channels;
+              const acc_t v1 = static_cast<acc_t>(row_lo[tx.lo * channels]);
+              const acc_t v2 = static_cast<acc_t>(row_lo[tx.hi * channels]);
+              const acc_t v3 = static_cast<acc_t>(row_hi[tx.lo * channels]);
+              const acc_t v4 = static_cast<acc_t>(row_hi[tx.hi * channels]);
+              sum += ty.w_lo * tx.w_lo * v1 + ty.w_lo * tx.w_hi * v2 +
+                     ty.w_hi * tx.w_lo * v3 + ty.w_hi * tx.w_hi * v4;
+            });
       }
       tile[i][lane] = sum / g.count;
     }
@@ -134,22 +149,16 @@ __global__ void __launch_bounds__(kLanes* kWarps)
       const acc_t gv = tile[i][lane] / g.count;
       const int64_t ph = (b0 + i) / pooled_w;
       const int64_t pw = (b0 + i) % pooled_w;
-      for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-        AxisTap<acc_t> ty;
-        const acc_t y = sample_coord(g.start_h, g.bin_h, ph, iy, g.grid_h);
-        if (!axis_tap(y, height, ty)) continue;
-        acc_t* row_lo = image + ty.lo * width * channels;
-        acc_t* row_hi = image + ty.hi * width * channels;
-        for (int64_t ix = 0; ix < g.grid_w; ++ix) {
-          AxisTap<acc_t> tx;
-          const acc_t x = sample_coord(g.start_w, g.bin_w, pw, ix, g.grid_w);
-          if (!axis_tap(x, width, tx)) continue;
-          atomicAdd(row_lo + tx.lo * channels, ty.w_lo * tx.w_lo * gv);
-          atomicAdd(row_lo + tx.hi * channels, ty.w_lo * tx.w_hi * gv);
-          atomicAdd(row_hi + tx.lo * channels, ty.w_hi * tx.w_lo * gv);
-          atomicAdd(row_hi + tx.hi * channels, ty.w_hi * tx.w_hi * gv);
-        }
-      }
+      for_each_sample(
+          g, ph, pw, height, width,
+          [&](const AxisTap<acc_t>& ty, const AxisTap<acc_t>& tx) {
+            acc_t* row_lo = image + ty.lo * width * channels;
+            acc_t* row_hi = image + ty.hi * width * channels;
+            atomicAdd(row_lo + tx.lo * channels, ty.w_lo * tx.w_lo * gv);
+            atomicAdd(row_lo + tx.hi * channels, ty.w_lo * tx.w_hi * gv);
+            atomicAdd(row_hi + tx.lo * channels, ty.w_hi * tx.w_lo * gv);
+            atomicAdd(row_hi + tx.hi * channels, ty.w_hi * tx.w_hi * gv);
+          });
     }
     __syncthreads();
   }
@@ -166,28 +175,11 @@ dim3 launch_grid(int64_t num_rois, int64_t channels) {
               static_cast<unsigned>(channel_blocks));
 }
 
-void check_args(const at::Tensor& rois, int64_t pooled_h, int64_t pooled_w) {
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_align: rois must have shape [K, 5], got ", rois.sizes());
-  TORCH_CHECK(pooled_h > 0 && pooled_w > 0,
-              "roi_align: the output size must be positive, got ", pooled_h,
-              "x", pooled_w);
-}
-
 at::Tensor roi_align_cuda(const at::Tensor& input, const at::Tensor& rois,
                           double spatial_scale, int64_t pooled_h,
                           int64_t pooled_w, int64_t sampling_ratio,
                           bool aligned) {
-  TORCH_CHECK(input.dim() == 4, "roi_align: input must be [N, C, H, W], got ",
-              input.sizes());
-  check_args(rois, pooled_h, pooled_w);
-  TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
-              "roi_align: rois and input must share a dtype");
-  TORCH_CHECK(rois.device() == input.device(),
-              "roi_align: rois and input must be on one device");
-  TORCH_CHECK(input.size(2) > 0 && input.size(3) > 0,
-              "roi_align: input must have a non-empty H x W, got ",
-              input.sizes());
+  roi_checks::check_roi_align_forward(input, rois, pooled_h, pooled_w);
   const c10::cuda::CUDAGuard guard(input.device());
   at::Tensor out = at::empty({rois.size(0), input.size(1), pooled_h, pooled_w},
                              input.options());
@@ -216,17 +208,8 @@ at::Tensor roi_align_backward_cuda(const at::Tensor& grad,
                                    int64_t channels, int64_t height,
                                    int64_t width, int64_t sampling_ratio,
                                    bool aligned) {
-  check_args(rois, pooled_h, pooled_w);
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) &&
-                  grad.size(1) == channels && grad.size(2) == pooled_h &&
-                  grad.size(3) == pooled_w,
-              "roi_align backward: grad must be [K, C, pooled_h, pooled_w], "
-              "got ",
-              grad.sizes());
-  TORCH_CHECK(rois.scalar_type() == grad.scalar_type(),
-              "roi_align backward: rois and grad must share a dtype");
-  TORCH_CHECK(height > 0 && width > 0,
-              "roi_align backward: the input must have a non-empty H x W");
+  roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w, channels,
+                                       height, width);
   const c10::cuda::CUDAGuard guard(grad.device());
   const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor acc = at::zeros({batch_size, height, width, channels},

@@ -17,7 +17,8 @@
 #include <torch/library.h>
 
 #include <cfloat>
-#include <limits>
+
+#include "roi_checks.h"
 
 namespace dets {
 namespace {
@@ -153,17 +154,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(const at::Tensor& input,
                                                  bool with_argmax) {
   TORCH_CHECK(input.is_cuda() && rois.is_cuda(),
               "roi_pool: input and rois must be CUDA tensors");
-  TORCH_CHECK(input.dim() == 4, "roi_pool: input must be [N, C, H, W], got ",
-              input.sizes());
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_pool: rois must be [K, 5], got ", rois.sizes());
-  TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
-              "roi_pool: rois and input must share a dtype");
-  TORCH_CHECK(pooled_height > 0 && pooled_width > 0,
-              "roi_pool: the output size must be positive");
-  TORCH_CHECK(input.size(2) * input.size(3) <=
-                  std::numeric_limits<int32_t>::max(),
-              "roi_pool: H * W must be below 2^31 (argmax is int32)");
+  roi_checks::check_roi_pool_forward(input, rois, pooled_height, pooled_width);
   const c10::cuda::CUDAGuard guard(input.device());
   const int64_t channels = input.size(1);
   at::Tensor output = at::empty(
@@ -200,16 +191,7 @@ at::Tensor roi_pool_backward_cuda(const at::Tensor& grad,
                                   int64_t width) {
   TORCH_CHECK(grad.is_cuda() && rois.is_cuda() && argmax.is_cuda(),
               "_roi_pool_backward: tensors must be on a CUDA device");
-  TORCH_CHECK(grad.dim() == 4 && grad.size(1) == channels,
-              "_roi_pool_backward: grad must be [K, C, PH, PW], got ",
-              grad.sizes());
-  TORCH_CHECK(
-      argmax.scalar_type() == at::kInt && argmax.sizes() == grad.sizes(),
-      "_roi_pool_backward: argmax must be int32 shaped like grad");
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5 &&
-                  rois.size(0) == grad.size(0) &&
-                  rois.scalar_type() == grad.scalar_type(),
-              "_roi_pool_backward: rois must be [K, 5] matching grad");
+  roi_checks::check_roi_pool_backward(grad, rois, argmax, channels);
   const c10::cuda::CUDAGuard guard(grad.device());
   const auto acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor buffer = at::zeros({batch_size, channels, height, width},
