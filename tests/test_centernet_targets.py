@@ -7,7 +7,7 @@ import torch
 
 from dets.ops import backend, centernet_targets
 from dets.ops._heatmap import gaussian_radius
-from tests._heatmap_gt import pad, random_gt
+from tests._heatmap_gt import pad, random_gt, run_on
 from tests.conftest import KERNEL_BACKEND_DEVICES, requires_cuda, requires_extension, requires_triton
 
 KEYS = ("heatmap", "wh", "offset", "index", "mask")
@@ -20,15 +20,7 @@ def reference(*args, **kwargs):
 
 
 def run(name, device, boxes, labels, *args, **kwargs):
-    if isinstance(boxes, list):
-        boxes = [b.to(device) for b in boxes]
-        labels = [lab.to(device) for lab in labels]
-    else:
-        boxes, labels = boxes.to(device), labels.to(device)
-        if kwargs.get("num_boxes") is not None:
-            kwargs["num_boxes"] = kwargs["num_boxes"].to(device)
-    with backend(name):
-        out = centernet_targets(boxes, labels, *args, **kwargs)
+    out = run_on(centernet_targets, name, device, boxes, labels, *args, **kwargs)
     return {k: v.cpu() for k, v in out.items()}
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dets.ops import backend, ttf_targets
-from tests._heatmap_gt import pad, random_gt
+from tests._heatmap_gt import pad, random_gt, run_on
 from tests.conftest import KERNEL_BACKEND_DEVICES, requires_cuda, requires_extension, requires_triton
 
 OUTPUTS = ("heatmap", "box_target", "reg_weight")
@@ -18,15 +18,7 @@ def reference(*args, **kwargs):
 
 
 def run(name, device, boxes, labels, *args, **kwargs):
-    if isinstance(boxes, list):
-        boxes = [b.to(device) for b in boxes]
-        labels = [lab.to(device) for lab in labels]
-    else:
-        boxes, labels = boxes.to(device), labels.to(device)
-        if kwargs.get("num_boxes") is not None:
-            kwargs["num_boxes"] = kwargs["num_boxes"].to(device)
-    with backend(name):
-        out = ttf_targets(boxes, labels, *args, **kwargs)
+    out = run_on(ttf_targets, name, device, boxes, labels, *args, **kwargs)
     return [t.cpu() for t in out]
 
 
