@@ -1,9 +1,20 @@
-"""Random ground truth for the heatmap-target tests (ttf_targets, centernet_targets), and
-running a target op on it."""
+"""Random ground truth for the heatmap-target tests (ttf_targets, centernet_targets), the
+half-precision cases and running a target op on a backend."""
 
+import pytest
 import torch
 
 from dets.ops import backend
+from tests.conftest import requires_cuda, requires_extension, requires_triton
+
+# (backend, device, dtype) for the half-precision runs: every backend that takes them.
+HALF_CASES = [
+    pytest.param("triton", "cpu", torch.float16, marks=requires_triton, id="triton-interpreted-f16"),
+    pytest.param("cuda", "cuda", torch.float16, marks=[requires_cuda, requires_extension], id="cuda-f16"),
+    pytest.param("cuda", "cuda", torch.bfloat16, marks=[requires_cuda, requires_extension], id="cuda-bf16"),
+    pytest.param("triton", "cuda", torch.float16, marks=[requires_cuda, requires_triton], id="triton-cuda-f16"),
+    pytest.param("triton", "cuda", torch.bfloat16, marks=[requires_cuda, requires_triton], id="triton-cuda-bf16"),
+]
 
 
 def random_gt(
