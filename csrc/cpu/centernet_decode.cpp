@@ -27,10 +27,8 @@ void centernet_decode_cpu_impl(const at::Tensor& heat, const at::Tensor& wh,
   const int64_t oy = has_offset ? offset->stride(2) : 0;
   const int64_t ox = has_offset ? offset->stride(3) : 0;
   const scalar_t d = static_cast<scalar_t>(down_ratio);
-  heatmap_peaks::decode_boxes(
-      heat.data_ptr<scalar_t>(), heat.size(0), heat.size(1), heat.size(2),
-      heat.size(3), k, boxes.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(),
-      labels.data_ptr<int64_t>(),
+  heatmap_peaks::decode_boxes<scalar_t>(
+      heat, k, boxes, scores, labels,
       [&](int64_t b, int64_t y, int64_t x, scalar_t* box) {
         scalar_t cx = static_cast<scalar_t>(x);
         scalar_t cy = static_cast<scalar_t>(y);

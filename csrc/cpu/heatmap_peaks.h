@@ -169,13 +169,18 @@ std::vector<int64_t> top_peaks(const scalar_t* heat, int64_t batch,
 // and label -1; for a peak, `write_box(b, y, x, box)` fills the box from the
 // op's own regression maps, which is all the decoders differ in.
 template <typename scalar_t, typename BoxWriter>
-void decode_boxes(const scalar_t* heat, int64_t batch, int64_t channels,
-                  int64_t height, int64_t width, int64_t k, scalar_t* out_box,
-                  scalar_t* out_score, int64_t* out_label,
+void decode_boxes(const at::Tensor& heat, int64_t k, at::Tensor& boxes,
+                  at::Tensor& scores, at::Tensor& labels,
                   const BoxWriter& write_box) {
+  const int64_t batch = heat.size(0), channels = heat.size(1);
+  const int64_t height = heat.size(2), width = heat.size(3);
+  const scalar_t* h = heat.data_ptr<scalar_t>();
+  scalar_t* out_box = boxes.data_ptr<scalar_t>();
+  scalar_t* out_score = scores.data_ptr<scalar_t>();
+  int64_t* out_label = labels.data_ptr<int64_t>();
   const int64_t plane = height * width;
   const std::vector<int64_t> index =
-      top_peaks(heat, batch, channels, height, width, k);
+      top_peaks(h, batch, channels, height, width, k);
   at::parallel_for(0, batch * k, 256, [&](int64_t begin, int64_t end) {
     for (int64_t slot = begin; slot < end; ++slot) {
       const int64_t b = slot / k;
@@ -189,7 +194,7 @@ void decode_boxes(const scalar_t* heat, int64_t batch, int64_t channels,
       }
       const int64_t pos = i % plane;
       write_box(b, pos / width, pos % width, box);
-      out_score[slot] = heat[b * channels * plane + i];
+      out_score[slot] = h[b * channels * plane + i];
       out_label[slot] = i / plane;
     }
   });

@@ -19,10 +19,8 @@ void ttf_decode_cpu_impl(const at::Tensor& heat, const at::Tensor& wh,
   const int64_t sb = wh.stride(0), sc = wh.stride(1);
   const int64_t sy = wh.stride(2), sx = wh.stride(3);
   const scalar_t d = static_cast<scalar_t>(down_ratio);
-  heatmap_peaks::decode_boxes(
-      heat.data_ptr<scalar_t>(), heat.size(0), heat.size(1), heat.size(2),
-      heat.size(3), k, boxes.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(),
-      labels.data_ptr<int64_t>(),
+  heatmap_peaks::decode_boxes<scalar_t>(
+      heat, k, boxes, scores, labels,
       [&](int64_t b, int64_t y, int64_t x, scalar_t* box) {
         const scalar_t* at = m + b * sb + y * sy + x * sx;
         const scalar_t cx = static_cast<scalar_t>(x) * d;
