@@ -1,6 +1,20 @@
-"""Random ground truth for the heatmap-target tests (ttf_targets, centernet_targets)."""
+"""Random ground truth for the heatmap-target tests (ttf_targets, centernet_targets), the
+half-precision cases and running a target op on a backend."""
 
+import pytest
 import torch
+
+from dets.ops import backend
+from tests.conftest import requires_cuda, requires_extension, requires_triton
+
+# (backend, device, dtype) for the half-precision runs: every backend that takes them.
+HALF_CASES = [
+    pytest.param("triton", "cpu", torch.float16, marks=requires_triton, id="triton-interpreted-f16"),
+    pytest.param("cuda", "cuda", torch.float16, marks=[requires_cuda, requires_extension], id="cuda-f16"),
+    pytest.param("cuda", "cuda", torch.bfloat16, marks=[requires_cuda, requires_extension], id="cuda-bf16"),
+    pytest.param("triton", "cuda", torch.float16, marks=[requires_cuda, requires_triton], id="triton-cuda-f16"),
+    pytest.param("triton", "cuda", torch.bfloat16, marks=[requires_cuda, requires_triton], id="triton-cuda-bf16"),
+]
 
 
 def random_gt(
@@ -47,3 +61,17 @@ def pad(boxes: list[torch.Tensor], labels: list[torch.Tensor], extra: int = 2, f
         out_l[i, : b.shape[0]] = lab
     num = torch.tensor([b.shape[0] for b in boxes], dtype=torch.int64)
     return out_b, out_l, num
+
+
+def run_on(op, name: str, device: str, boxes, labels, *args, **kwargs):
+    """op(boxes, labels, *args, **kwargs) with backend `name`, the ground truth (a list of
+    per-image tensors, or padded tensors with an optional num_boxes) moved to `device`."""
+    if isinstance(boxes, list):
+        boxes = [b.to(device) for b in boxes]
+        labels = [lab.to(device) for lab in labels]
+    else:
+        boxes, labels = boxes.to(device), labels.to(device)
+        if kwargs.get("num_boxes") is not None:
+            kwargs["num_boxes"] = kwargs["num_boxes"].to(device)
+    with backend(name):
+        return op(boxes, labels, *args, **kwargs)

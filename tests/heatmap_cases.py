@@ -1,4 +1,4 @@
-"""Inputs and a brute-force oracle shared by the heatmap decoder tests."""
+"""Inputs, a brute-force oracle and a comparison shared by the heatmap decoder tests."""
 
 import math
 
@@ -64,3 +64,15 @@ def brute_force_peaks(heatmap: torch.Tensor, k: int) -> list[list[tuple[float, i
         found.sort(key=lambda p: (-p[0], p[1] * h * w + p[2] * w + p[3]))
         result.append(found[:k])
     return result
+
+
+def assert_same_decoded(result, expected):
+    """Decoder outputs (boxes, scores, labels) equal: labels and scores exactly, boxes to
+    floating-point tolerance (backends may order the box arithmetic differently)."""
+    boxes, scores, labels = result
+    want_boxes, want_scores, want_labels = expected
+    assert labels.dtype == torch.int64
+    assert boxes.dtype == scores.dtype == want_scores.dtype
+    torch.testing.assert_close(labels.cpu(), want_labels.cpu(), rtol=0, atol=0)
+    torch.testing.assert_close(scores.cpu(), want_scores.cpu(), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(boxes.cpu(), want_boxes.cpu(), equal_nan=True)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import KERNEL_BACKEND_DEVICES, requires_cuda, requires_extension, requires_triton
-from heatmap_cases import KINDS, SHAPES, brute_force_peaks, random_heatmap, random_maps
+from heatmap_cases import KINDS, SHAPES, assert_same_decoded, brute_force_peaks, random_heatmap, random_maps
 
 from dets import ops
 from dets.ops.reference import centernet_decode as reference
@@ -20,16 +20,6 @@ def to(device, *tensors):
     return [None if t is None else t.to(device) for t in tensors]
 
 
-def assert_same(result, expected):
-    boxes, scores, labels = result
-    want_boxes, want_scores, want_labels = expected
-    assert labels.dtype == torch.int64
-    assert boxes.dtype == scores.dtype == want_scores.dtype
-    torch.testing.assert_close(labels.cpu(), want_labels.cpu(), rtol=0, atol=0)
-    torch.testing.assert_close(scores.cpu(), want_scores.cpu(), rtol=0, atol=0, equal_nan=True)
-    torch.testing.assert_close(boxes.cpu(), want_boxes.cpu(), equal_nan=True)
-
-
 @pytest.mark.parametrize("backend,device", KERNEL_BACKEND_DEVICES)
 @pytest.mark.parametrize("with_offset", [True, False], ids=["offset", "no-offset"])
 @pytest.mark.parametrize("kind", KINDS)
@@ -42,7 +32,7 @@ def test_matches_reference(backend, device, kind, shape, with_offset, gen):
     expected = reference.centernet_decode(heatmap, wh, offset, k, 4.0)
     result = decode(backend, *to(device, heatmap, wh, offset), k=k, down_ratio=4)
     assert result[0].device.type == device
-    assert_same(result, expected)
+    assert_same_decoded(result, expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -105,7 +95,7 @@ def test_non_finite_scores_match_reference(backend, device, gen):
     wh = random_maps(2, 7, 6, 2, gen)
     offset = random_maps(2, 7, 6, 2, gen, scale=1.0)
     expected = reference.centernet_decode(heatmap, wh, offset, 30, 4.0)
-    assert_same(decode(backend, *to(device, heatmap, wh, offset), k=30), expected)
+    assert_same_decoded(decode(backend, *to(device, heatmap, wh, offset), k=30), expected)
 
 
 @pytest.mark.parametrize("backend,device", ALL_BACKEND_DEVICES)
@@ -128,7 +118,7 @@ def test_non_contiguous_and_channels_last(backend, device, gen):
     expected = reference.centernet_decode(heatmap, wh.contiguous(), offset.contiguous(), 20, 4.0)
     channels_last = heatmap.contiguous(memory_format=torch.channels_last)
     result = decode(backend, *to(device, channels_last, wh, offset), k=20)
-    assert_same(result, expected)
+    assert_same_decoded(result, expected)
 
 
 @pytest.mark.parametrize("backend,device", ALL_BACKEND_DEVICES)
@@ -140,7 +130,7 @@ def test_dtypes(backend, device, dtype, gen):
     wh = random_maps(2, 10, 9, 2, gen).to(dtype)
     offset = random_maps(2, 10, 9, 2, gen, scale=1.0).to(dtype)
     expected = reference.centernet_decode(heatmap, wh, offset, 25, 4.0)
-    assert_same(decode(backend, *to(device, heatmap, wh, offset), k=25), expected)
+    assert_same_decoded(decode(backend, *to(device, heatmap, wh, offset), k=25), expected)
 
 
 @requires_cuda
@@ -198,4 +188,4 @@ def test_torch_compile(backend, gen):
     compiled = torch.compile(fn, backend="aot_eager")
     with ops.backend(backend):
         result = compiled(heatmap, wh, offset)
-    assert_same(result, reference.centernet_decode(heatmap, wh, offset, 7, 4.0))
+    assert_same_decoded(result, reference.centernet_decode(heatmap, wh, offset, 7, 4.0))

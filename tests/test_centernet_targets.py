@@ -7,8 +7,8 @@ import torch
 
 from dets.ops import backend, centernet_targets
 from dets.ops._heatmap import gaussian_radius
-from tests._heatmap_gt import pad, random_gt
-from tests.conftest import KERNEL_BACKEND_DEVICES, requires_cuda, requires_extension, requires_triton
+from tests._heatmap_gt import HALF_CASES, pad, random_gt, run_on
+from tests.conftest import KERNEL_BACKEND_DEVICES, requires_extension
 
 KEYS = ("heatmap", "wh", "offset", "index", "mask")
 ALL = [*KERNEL_BACKEND_DEVICES, pytest.param("torch", "cpu", id="torch-cpu")]
@@ -20,15 +20,7 @@ def reference(*args, **kwargs):
 
 
 def run(name, device, boxes, labels, *args, **kwargs):
-    if isinstance(boxes, list):
-        boxes = [b.to(device) for b in boxes]
-        labels = [lab.to(device) for lab in labels]
-    else:
-        boxes, labels = boxes.to(device), labels.to(device)
-        if kwargs.get("num_boxes") is not None:
-            kwargs["num_boxes"] = kwargs["num_boxes"].to(device)
-    with backend(name):
-        out = centernet_targets(boxes, labels, *args, **kwargs)
+    out = run_on(centernet_targets, name, device, boxes, labels, *args, **kwargs)
     return {k: v.cpu() for k, v in out.items()}
 
 
@@ -85,13 +77,7 @@ def test_float64_cpu(gen):
 
 @pytest.mark.parametrize(
     "name,device,dtype",
-    [
-        pytest.param("triton", "cpu", torch.float16, marks=requires_triton, id="triton-interpreted-f16"),
-        pytest.param("cuda", "cuda", torch.float16, marks=[requires_cuda, requires_extension], id="cuda-f16"),
-        pytest.param("cuda", "cuda", torch.bfloat16, marks=[requires_cuda, requires_extension], id="cuda-bf16"),
-        pytest.param("triton", "cuda", torch.float16, marks=[requires_cuda, requires_triton], id="triton-cuda-f16"),
-        pytest.param("triton", "cuda", torch.bfloat16, marks=[requires_cuda, requires_triton], id="triton-cuda-bf16"),
-    ],
+    HALF_CASES,
 )
 def test_half_dtypes(name, device, dtype, gen):
     boxes, labels = random_gt(gen, [6, 3], (64, 48), 3, dtype=dtype)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import KERNEL_BACKEND_DEVICES, requires_cuda, requires_extension, requires_triton
-from heatmap_cases import KINDS, SHAPES, brute_force_peaks, random_heatmap, random_maps
+from heatmap_cases import KINDS, SHAPES, assert_same_decoded, brute_force_peaks, random_heatmap, random_maps
 
 from dets import ops
 from dets.ops.reference import ttf_decode as reference
@@ -12,16 +12,6 @@ from dets.ops.reference import ttf_decode as reference
 def decode(backend, *args, **kwargs):
     with ops.backend(backend):
         return ops.ttf_decode(*args, **kwargs)
-
-
-def assert_same(result, expected):
-    boxes, scores, labels = result
-    want_boxes, want_scores, want_labels = expected
-    assert labels.dtype == torch.int64
-    assert boxes.dtype == scores.dtype == want_scores.dtype
-    torch.testing.assert_close(labels.cpu(), want_labels.cpu(), rtol=0, atol=0)
-    torch.testing.assert_close(scores.cpu(), want_scores.cpu(), rtol=0, atol=0, equal_nan=True)
-    torch.testing.assert_close(boxes.cpu(), want_boxes.cpu(), equal_nan=True)
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKEND_DEVICES)
@@ -34,7 +24,7 @@ def test_matches_reference(backend, device, kind, shape, gen):
     expected = reference.ttf_decode(heatmap, wh, k, 4.0)
     result = decode(backend, heatmap.to(device), wh.to(device), k=k, down_ratio=4)
     assert result[0].device.type == device
-    assert_same(result, expected)
+    assert_same_decoded(result, expected)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -106,7 +96,7 @@ def test_non_finite_scores_match_reference(backend, device, gen):
     wh[0, 0, 0, 0] = float("nan")  # non-finite distances pass through into the box
     wh[0, 3, 0, 0] = float("inf")
     expected = reference.ttf_decode(heatmap, wh, 30, 4.0)
-    assert_same(decode(backend, heatmap.to(device), wh.to(device), k=30), expected)
+    assert_same_decoded(decode(backend, heatmap.to(device), wh.to(device), k=30), expected)
     assert expected[2][1].tolist().count(-1) == 0  # -inf cells are peaks
     assert expected[0][0, 0].isnan()[0] and expected[0][0, 0, 3] == float("inf")
 
@@ -131,9 +121,9 @@ def test_non_contiguous_and_channels_last(backend, device, gen):
     assert not wh.is_contiguous()
     expected = reference.ttf_decode(heatmap, wh.contiguous(), 20, 4.0)
     channels_last = heatmap.to(device).contiguous(memory_format=torch.channels_last)
-    assert_same(decode(backend, channels_last, wh.to(device), k=20), expected)
+    assert_same_decoded(decode(backend, channels_last, wh.to(device), k=20), expected)
     transposed = heatmap.transpose(2, 3).contiguous().transpose(2, 3).to(device)
-    assert_same(decode(backend, transposed, wh.to(device), k=20), expected)
+    assert_same_decoded(decode(backend, transposed, wh.to(device), k=20), expected)
 
 
 @pytest.mark.parametrize("backend,device", [*KERNEL_BACKEND_DEVICES, pytest.param("torch", "cpu", id="torch")])
@@ -147,7 +137,7 @@ def test_dtypes(backend, device, dtype, gen):
     wh = random_maps(2, 10, 9, 4, gen).to(dtype)
     expected = reference.ttf_decode(heatmap, wh, 25, 4.0)
     result = decode(backend, heatmap.to(device), wh.to(device), k=25)
-    assert_same(result, expected)
+    assert_same_decoded(result, expected)
 
 
 @requires_cuda
@@ -213,7 +203,7 @@ def test_torch_compile(backend, gen):
     with ops.backend(backend):
         result = compiled(heatmap, wh)
     expected = reference.ttf_decode(heatmap, wh, 7, 4.0)
-    assert_same(result, (expected[0] * 2, expected[1], expected[2]))
+    assert_same_decoded(result, (expected[0] * 2, expected[1], expected[2]))
 
 
 @pytest.mark.parametrize(
@@ -237,4 +227,4 @@ def test_cpu_autocast(gen):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         boxes, scores, labels = ops.ttf_decode(heatmap.bfloat16(), wh.bfloat16(), k=5)
     assert boxes.dtype == scores.dtype == torch.bfloat16
-    assert_same((boxes, scores, labels), reference.ttf_decode(heatmap.bfloat16(), wh.bfloat16(), 5, 4.0))
+    assert_same_decoded((boxes, scores, labels), reference.ttf_decode(heatmap.bfloat16(), wh.bfloat16(), 5, 4.0))

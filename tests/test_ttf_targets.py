@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dets.ops import backend, ttf_targets
-from tests._heatmap_gt import pad, random_gt
-from tests.conftest import KERNEL_BACKEND_DEVICES, requires_cuda, requires_extension, requires_triton
+from tests._heatmap_gt import HALF_CASES, pad, random_gt, run_on
+from tests.conftest import KERNEL_BACKEND_DEVICES, requires_extension
 
 OUTPUTS = ("heatmap", "box_target", "reg_weight")
 
@@ -18,15 +18,7 @@ def reference(*args, **kwargs):
 
 
 def run(name, device, boxes, labels, *args, **kwargs):
-    if isinstance(boxes, list):
-        boxes = [b.to(device) for b in boxes]
-        labels = [lab.to(device) for lab in labels]
-    else:
-        boxes, labels = boxes.to(device), labels.to(device)
-        if kwargs.get("num_boxes") is not None:
-            kwargs["num_boxes"] = kwargs["num_boxes"].to(device)
-    with backend(name):
-        out = ttf_targets(boxes, labels, *args, **kwargs)
+    out = run_on(ttf_targets, name, device, boxes, labels, *args, **kwargs)
     return [t.cpu() for t in out]
 
 
@@ -85,13 +77,7 @@ def test_float64_cpu(gen):
 
 @pytest.mark.parametrize(
     "name,device,dtype",
-    [
-        pytest.param("triton", "cpu", torch.float16, marks=requires_triton, id="triton-interpreted-f16"),
-        pytest.param("cuda", "cuda", torch.float16, marks=[requires_cuda, requires_extension], id="cuda-f16"),
-        pytest.param("cuda", "cuda", torch.bfloat16, marks=[requires_cuda, requires_extension], id="cuda-bf16"),
-        pytest.param("triton", "cuda", torch.float16, marks=[requires_cuda, requires_triton], id="triton-cuda-f16"),
-        pytest.param("triton", "cuda", torch.bfloat16, marks=[requires_cuda, requires_triton], id="triton-cuda-bf16"),
-    ],
+    HALF_CASES,
 )
 def test_half_dtypes(name, device, dtype, gen):
     boxes, labels = random_gt(gen, [6, 3], (64, 48), 3, dtype=dtype)

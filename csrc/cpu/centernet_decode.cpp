@@ -1,41 +1,22 @@
 // CenterNet decoding on the CPU: fused peak test + top-k (heatmap_peaks.h),
 // then the k boxes per image read `wh` and `offset` through their strides.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <optional>
 #include <tuple>
-#include <vector>
 
 #include "cpu/heatmap_peaks.h"
+#include "heatmap_checks.h"
 
 namespace dets {
 namespace {
-
-void check_map(const char* name, const at::Tensor& map,
-               const at::Tensor& heatmap) {
-  TORCH_CHECK(map.dim() == 4 && map.size(0) == heatmap.size(0) &&
-                  map.size(1) == 2 && map.size(2) == heatmap.size(2) &&
-                  map.size(3) == heatmap.size(3),
-              "centernet_decode: ", name,
-              " must be [B, 2, H, W] matching heatmap, got ", map.sizes());
-  TORCH_CHECK(map.scalar_type() == heatmap.scalar_type(), "centernet_decode: ",
-              name, " and heatmap must share a dtype");
-}
 
 template <typename scalar_t>
 void centernet_decode_cpu_impl(const at::Tensor& heat, const at::Tensor& wh,
                                const std::optional<at::Tensor>& offset,
                                int64_t k, double down_ratio, at::Tensor& boxes,
                                at::Tensor& scores, at::Tensor& labels) {
-  const int64_t batch = heat.size(0), channels = heat.size(1);
-  const int64_t height = heat.size(2), width = heat.size(3);
-  const int64_t plane = height * width;
-  const scalar_t* h = heat.data_ptr<scalar_t>();
-  const std::vector<int64_t> index = heatmap_peaks::top_peaks(
-      h, batch, channels, height, width, k);
-
   const scalar_t* size = wh.data_ptr<scalar_t>();
   const int64_t wb = wh.stride(0), wc = wh.stride(1);
   const int64_t wy = wh.stride(2), wx = wh.stride(3);
@@ -45,41 +26,25 @@ void centernet_decode_cpu_impl(const at::Tensor& heat, const at::Tensor& wh,
   const int64_t oc = has_offset ? offset->stride(1) : 0;
   const int64_t oy = has_offset ? offset->stride(2) : 0;
   const int64_t ox = has_offset ? offset->stride(3) : 0;
-  scalar_t* out_box = boxes.data_ptr<scalar_t>();
-  scalar_t* out_score = scores.data_ptr<scalar_t>();
-  int64_t* out_label = labels.data_ptr<int64_t>();
   const scalar_t d = static_cast<scalar_t>(down_ratio);
-  at::parallel_for(0, batch * k, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t slot = begin; slot < end; ++slot) {
-      const int64_t b = slot / k;
-      const int64_t i = index[slot];
-      scalar_t* box = out_box + 4 * slot;
-      if (i < 0) {
-        box[0] = box[1] = box[2] = box[3] = scalar_t(0);
-        out_score[slot] = scalar_t(0);
-        out_label[slot] = -1;
-        continue;
-      }
-      const int64_t pos = i % plane;
-      const int64_t y = pos / width, x = pos % width;
-      scalar_t cx = static_cast<scalar_t>(x);
-      scalar_t cy = static_cast<scalar_t>(y);
-      if (has_offset) {
-        const scalar_t* at = shift + b * ob + y * oy + x * ox;
-        cx = cx + at[0];
-        cy = cy + at[oc];
-      }
-      const scalar_t* at = size + b * wb + y * wy + x * wx;
-      const scalar_t half_w = at[0] * scalar_t(0.5);
-      const scalar_t half_h = at[wc] * scalar_t(0.5);
-      box[0] = (cx - half_w) * d;
-      box[1] = (cy - half_h) * d;
-      box[2] = (cx + half_w) * d;
-      box[3] = (cy + half_h) * d;
-      out_score[slot] = h[b * channels * plane + i];
-      out_label[slot] = i / plane;
-    }
-  });
+  heatmap_peaks::decode_boxes<scalar_t>(
+      heat, k, boxes, scores, labels,
+      [&](int64_t b, int64_t y, int64_t x, scalar_t* box) {
+        scalar_t cx = static_cast<scalar_t>(x);
+        scalar_t cy = static_cast<scalar_t>(y);
+        if (has_offset) {
+          const scalar_t* at = shift + b * ob + y * oy + x * ox;
+          cx = cx + at[0];
+          cy = cy + at[oc];
+        }
+        const scalar_t* at = size + b * wb + y * wy + x * wx;
+        const scalar_t half_w = at[0] * scalar_t(0.5);
+        const scalar_t half_h = at[wc] * scalar_t(0.5);
+        box[0] = (cx - half_w) * d;
+        box[1] = (cy - half_h) * d;
+        box[2] = (cx + half_w) * d;
+        box[3] = (cy + half_h) * d;
+      });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> centernet_decode_cpu(
@@ -87,8 +52,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> centernet_decode_cpu(
     const std::optional<at::Tensor>& offset, int64_t k, double down_ratio) {
   TORCH_CHECK(heatmap.dim() == 4,
               "centernet_decode: heatmap must be [B, C, H, W]");
-  check_map("wh", wh, heatmap);
-  if (offset.has_value()) check_map("offset", *offset, heatmap);
+  check_decode_map("centernet_decode", "wh", wh, heatmap, 2, false);
+  if (offset.has_value()) {
+    check_decode_map("centernet_decode", "offset", *offset, heatmap, 2, false);
+  }
   TORCH_CHECK(k > 0, "centernet_decode: k must be positive");
   const int64_t batch = heatmap.size(0);
   at::Tensor boxes = at::zeros({batch, k, 4}, heatmap.options());
@@ -98,9 +65,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> centernet_decode_cpu(
   if (heatmap.numel() == 0) return {boxes, scores, labels};
   AT_DISPATCH_FLOATING_TYPES(
       heatmap.scalar_type(), "centernet_decode_cpu", [&] {
-        centernet_decode_cpu_impl<scalar_t>(heatmap.contiguous(), wh, offset,
-                                            k, down_ratio, boxes, scores,
-                                            labels);
+        centernet_decode_cpu_impl<scalar_t>(heatmap.contiguous(), wh, offset, k,
+                                            down_ratio, boxes, scores, labels);
       });
   return {boxes, scores, labels};
 }

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "heatmap_checks.h"
 #include "heatmap_targets.h"
 
 namespace dets {
@@ -72,19 +73,7 @@ centernet_targets_cpu(const at::Tensor& boxes, const at::Tensor& labels,
                       const at::Tensor& num_boxes, int64_t num_classes,
                       int64_t out_h, int64_t out_w, double down_ratio,
                       double min_overlap, int64_t max_objs) {
-  TORCH_CHECK(boxes.dim() == 3 && boxes.size(2) == 4,
-              "centernet_targets: boxes must be [B, M, 4], got ",
-              boxes.sizes());
-  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == boxes.size(0) &&
-                  labels.size(1) == boxes.size(1),
-              "centernet_targets: labels must be [B, M], got ",
-              labels.sizes());
-  TORCH_CHECK(num_boxes.dim() == 1 && num_boxes.size(0) == boxes.size(0),
-              "centernet_targets: num_boxes must be [B], got ",
-              num_boxes.sizes());
-  TORCH_CHECK(labels.scalar_type() == at::kLong &&
-                  num_boxes.scalar_type() == at::kLong,
-              "centernet_targets: labels and num_boxes must be int64");
+  check_target_boxes("centernet_targets", boxes, labels, num_boxes);
   TORCH_CHECK(num_classes > 0 && out_h > 0 && out_w > 0 && down_ratio > 0 &&
                   max_objs > 0,
               "centernet_targets: num_classes, output size, down_ratio and "

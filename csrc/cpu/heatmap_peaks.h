@@ -34,8 +34,8 @@ inline bool ranks_before(const Peak<scalar_t>& a, const Peak<scalar_t>& b) {
 
 // No in-map neighbour exceeds v (NaN neighbours compare false: ignored).
 template <typename scalar_t>
-inline bool is_peak(const scalar_t* row, int64_t x, int64_t width,
-                    bool has_up, bool has_down, scalar_t v) {
+inline bool is_peak(const scalar_t* row, int64_t x, int64_t width, bool has_up,
+                    bool has_down, scalar_t v) {
   const int64_t x0 = x > 0 ? x - 1 : x;
   const int64_t x1 = x + 1 < width ? x + 1 : x;
   for (int64_t xx = x0; xx <= x1; ++xx) {
@@ -162,6 +162,42 @@ std::vector<int64_t> top_peaks(const scalar_t* heat, int64_t batch,
     }
   });
   return index;
+}
+
+// The decoders' output loop over the [batch, k] slots of a contiguous heatmap:
+// slot s of image b takes its s-th best peak. Padding gets a zero box, score 0
+// and label -1; for a peak, `write_box(b, y, x, box)` fills the box from the
+// op's own regression maps, which is all the decoders differ in.
+template <typename scalar_t, typename BoxWriter>
+void decode_boxes(const at::Tensor& heat, int64_t k, at::Tensor& boxes,
+                  at::Tensor& scores, at::Tensor& labels,
+                  const BoxWriter& write_box) {
+  const int64_t batch = heat.size(0), channels = heat.size(1);
+  const int64_t height = heat.size(2), width = heat.size(3);
+  const scalar_t* h = heat.data_ptr<scalar_t>();
+  scalar_t* out_box = boxes.data_ptr<scalar_t>();
+  scalar_t* out_score = scores.data_ptr<scalar_t>();
+  int64_t* out_label = labels.data_ptr<int64_t>();
+  const int64_t plane = height * width;
+  const std::vector<int64_t> index =
+      top_peaks(h, batch, channels, height, width, k);
+  at::parallel_for(0, batch * k, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t slot = begin; slot < end; ++slot) {
+      const int64_t b = slot / k;
+      const int64_t i = index[slot];
+      scalar_t* box = out_box + 4 * slot;
+      if (i < 0) {
+        box[0] = box[1] = box[2] = box[3] = scalar_t(0);
+        out_score[slot] = scalar_t(0);
+        out_label[slot] = -1;
+        continue;
+      }
+      const int64_t pos = i % plane;
+      write_box(b, pos / width, pos % width, box);
+      out_score[slot] = h[b * channels * plane + i];
+      out_label[slot] = i / plane;
+    }
+  });
 }
 
 }  // namespace heatmap_peaks

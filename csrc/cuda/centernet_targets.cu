@@ -15,6 +15,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "heatmap_checks.h"
 #include "heatmap_targets.h"
 
 namespace dets {
@@ -139,32 +140,14 @@ centernet_targets_cuda(const at::Tensor& boxes, const at::Tensor& labels,
                        const at::Tensor& num_boxes, int64_t num_classes,
                        int64_t out_h, int64_t out_w, double down_ratio,
                        double min_overlap, int64_t max_objs) {
-  TORCH_CHECK(boxes.dim() == 3 && boxes.size(2) == 4,
-              "centernet_targets: boxes must be [B, M, 4], got ",
-              boxes.sizes());
-  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == boxes.size(0) &&
-                  labels.size(1) == boxes.size(1),
-              "centernet_targets: labels must be [B, M], got ",
-              labels.sizes());
-  TORCH_CHECK(num_boxes.dim() == 1 && num_boxes.size(0) == boxes.size(0),
-              "centernet_targets: num_boxes must be [B], got ",
-              num_boxes.sizes());
-  TORCH_CHECK(labels.scalar_type() == at::kLong &&
-                  num_boxes.scalar_type() == at::kLong,
-              "centernet_targets: labels and num_boxes must be int64");
+  check_target_boxes("centernet_targets", boxes, labels, num_boxes);
   TORCH_CHECK(num_classes > 0 && out_h > 0 && out_w > 0 && down_ratio > 0 &&
                   max_objs > 0,
               "centernet_targets: num_classes, output size, down_ratio and "
               "max_objs must be positive");
   TORCH_CHECK(min_overlap > 0 && min_overlap < 1,
               "centernet_targets: min_overlap must lie in (0, 1)");
-  TORCH_CHECK(boxes.scalar_type() != at::kDouble,
-              "centernet_targets: CUDA takes float32, float16 or bfloat16 "
-              "boxes");
-  TORCH_CHECK(out_h <= int64_t{65535} * kTileH && out_w < (int64_t{1} << 30) &&
-                  boxes.size(0) <= 65535,
-              "centernet_targets: output size or batch too large for the "
-              "grid");
+  check_cuda_target_grid("centernet_targets", boxes, out_h, out_w, kTileH);
   c10::cuda::CUDAGuard guard(boxes.device());
   const int64_t batch = boxes.size(0), slots = boxes.size(1);
   const auto opts = boxes.options();

@@ -24,11 +24,13 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <cooperative_groups.h>
 
 #include <climits>
 #include <cstdint>
 #include <cub/block/block_scan.cuh>
+#include <tuple>
 
 namespace dets {
 namespace heatmap_peaks_cuda {
@@ -75,8 +77,7 @@ struct MapShape {
 // far cheaper than 64-bit division on the GPU.
 template <typename scalar_t>
 __device__ __forceinline__ bool peak_at(const scalar_t* __restrict__ image,
-                                        int64_t i, const MapShape& s,
-                                        float v) {
+                                        int64_t i, const MapShape& s, float v) {
   const uint32_t j = static_cast<uint32_t>(i);
   const uint32_t c = j / s.plane;
   const uint32_t pos = j - c * s.plane;
@@ -112,8 +113,8 @@ __global__ void peak_histogram_kernel(const scalar_t* __restrict__ heat,
 // One block of kSelectThreads per image; thread t owns kBins / kSelectThreads
 // bins counted from the top, so an exclusive scan gives the peaks above them.
 // static: this header is compiled into each decoder's translation unit.
-static __global__ void pick_bin_kernel(const int* __restrict__ hist,
-                                       int64_t k, int* __restrict__ bin) {
+static __global__ void pick_bin_kernel(const int* __restrict__ hist, int64_t k,
+                                       int* __restrict__ bin) {
   constexpr int kPer = kBins / kSelectThreads;
   using Scan = cub::BlockScan<int, kSelectThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
@@ -270,6 +271,88 @@ inline at::Tensor top_peak_keys(const at::Tensor& heat, int64_t k) {
 // Flat index c*H*W + y*W + x of a key from top_peak_keys (not kPadKey).
 __device__ __forceinline__ int64_t key_index(int64_t key) {
   return 0xFFFFFFFFll - (key & 0xFFFFFFFFll);
+}
+
+// Strides of a [B, C, H, W] regression map that a decoder reads at the peaks.
+struct MapStrides {
+  int64_t b, c, y, x;
+};
+
+inline MapStrides map_strides(const at::Tensor& map) {
+  return {map.stride(0), map.stride(1), map.stride(2), map.stride(3)};
+}
+
+// One thread per [batch, k] output slot of the decoders. Padding gets a zero
+// box, score 0 and label -1; a peak's score and class come from its key, and
+// `write_box(b, y, x, box)` fills its box from the op's own regression maps,
+// which is all the decoders differ in.
+template <typename scalar_t, typename BoxWriter>
+__global__ void decode_boxes_kernel(
+    const int64_t* __restrict__ keys, const scalar_t* __restrict__ heat,
+    int64_t total, int64_t k, int64_t per_image, int64_t plane, int64_t width,
+    BoxWriter write_box, scalar_t* __restrict__ boxes,
+    scalar_t* __restrict__ scores, int64_t* __restrict__ labels) {
+  const int64_t slot =
+      blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (slot >= total) return;
+  const int64_t key = keys[slot];
+  scalar_t* box = boxes + 4 * slot;
+  if (key == kPadKey) {
+    box[0] = box[1] = box[2] = box[3] = scalar_t(0);
+    scores[slot] = scalar_t(0);
+    labels[slot] = -1;
+    return;
+  }
+  const int64_t b = slot / k;
+  const int64_t index = key_index(key);
+  const int64_t pos = index % plane;
+  write_box(b, pos / width, pos % width, box);
+  scores[slot] = heat[b * per_image + index];
+  labels[slot] = index / plane;
+}
+
+// Fills the decoder outputs from the keys of top_peak_keys(heat, k); called by
+// the decoders inside their dtype dispatch, with their own BoxWriter.
+template <typename scalar_t, typename BoxWriter>
+void launch_decode_boxes(const at::Tensor& heat, const at::Tensor& keys,
+                         int64_t k, const BoxWriter& write_box,
+                         at::Tensor& boxes, at::Tensor& scores,
+                         at::Tensor& labels) {
+  constexpr int kDecodeThreads = 256;
+  const int64_t plane = heat.size(2) * heat.size(3);
+  const int64_t total = heat.size(0) * k;
+  const int64_t blocks = (total + kDecodeThreads - 1) / kDecodeThreads;
+  decode_boxes_kernel<scalar_t>
+      <<<blocks, kDecodeThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          keys.const_data_ptr<int64_t>(), heat.const_data_ptr<scalar_t>(),
+          total, k, heat.size(1) * plane, plane, heat.size(3), write_box,
+          boxes.data_ptr<scalar_t>(), scores.data_ptr<scalar_t>(),
+          labels.data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The decoders' common launcher: boxes [B, k, 4], scores [B, k] and labels
+// [B, k] of the k best peaks of every image of `heatmap` (zeros and -1 for an
+// empty one). `launch(heat, keys, boxes, scores, labels)` dispatches on the
+// dtype and calls launch_decode_boxes.
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> decode_peaks(
+    const at::Tensor& heatmap, int64_t k, const Launch& launch) {
+  c10::cuda::CUDAGuard guard(heatmap.device());
+  const int64_t batch = heatmap.size(0);
+  if (heatmap.numel() == 0) {
+    return {at::zeros({batch, k, 4}, heatmap.options()),
+            at::zeros({batch, k}, heatmap.options()),
+            at::full({batch, k}, -1, heatmap.options().dtype(at::kLong))};
+  }
+  // Every slot is written by the kernel (padding included).
+  at::Tensor boxes = at::empty({batch, k, 4}, heatmap.options());
+  at::Tensor scores = at::empty({batch, k}, heatmap.options());
+  at::Tensor labels = at::empty({batch, k}, heatmap.options().dtype(at::kLong));
+  const at::Tensor heat = heatmap.contiguous();
+  const at::Tensor keys = top_peak_keys(heat, k);
+  launch(heat, keys, boxes, scores, labels);
+  return {boxes, scores, labels};
 }
 
 }  // namespace heatmap_peaks_cuda

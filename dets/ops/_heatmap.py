@@ -13,6 +13,7 @@ import operator
 
 import torch
 
+from . import _backend
 from ._checks import check_floating, check_same_device, check_tensor
 
 # dtypes the kernels of each backend accept for gt_boxes (the reference takes any float).
@@ -21,6 +22,16 @@ KERNEL_DTYPES = {
     "cuda": (torch.float32, torch.float16, torch.bfloat16),
     "triton": (torch.float32, torch.float16, torch.bfloat16),
 }
+
+
+def choose_backend(op: str, boxes: torch.Tensor) -> str:
+    """The backend target builder `op` runs on for `boxes`; TypeError if its kernels do not
+    take their dtype."""
+    backend = _backend.choose(op, boxes.device)
+    if backend in KERNEL_DTYPES and boxes.dtype not in KERNEL_DTYPES[backend]:
+        names = ", ".join(str(d).removeprefix("torch.") for d in KERNEL_DTYPES[backend])
+        raise TypeError(f"gt_boxes has dtype {boxes.dtype}; the {backend} backend takes {names}")
+    return backend
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float) -> float:

@@ -5,6 +5,7 @@ import numbers
 
 import torch
 
+from . import _backend
 from ._checks import check_floating, check_same_device, check_tensor
 
 HALF_TYPES = (torch.float16, torch.bfloat16)
@@ -72,3 +73,30 @@ def empty_outputs(heatmap: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Te
 def fake_outputs(heatmap: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b = heatmap.shape[0]
     return heatmap.new_empty((b, k, 4)), heatmap.new_empty((b, k)), heatmap.new_empty((b, k), dtype=torch.int64)
+
+
+def run_decoder(op: str, reference, triton, heatmap: torch.Tensor, maps: tuple, k: int, down_ratio: float):
+    """Run decoder `op` on its chosen backend; `maps` are its regression maps (None where an
+    optional one is absent) in argument order, `reference` and `triton` its "torch" and
+    "triton" implementations, each called as f(heatmap, *maps, k, down_ratio).
+
+    The CPU kernels have no float16/bfloat16 path, so on CPU those run in float32 and the
+    outputs are cast back.
+    """
+    out_dtype = heatmap.dtype
+    if heatmap.device.type == "cpu" and out_dtype in HALF_TYPES:
+        heatmap = heatmap.float()
+        maps = tuple(None if m is None else m.float() for m in maps)
+    if heatmap.numel() == 0:
+        boxes, scores, labels = empty_outputs(heatmap, k)
+    else:
+        backend = _backend.choose(op, heatmap.device)
+        check_backend_dtype(op, backend, heatmap)
+        if backend == "torch":
+            impl = reference
+        elif backend == "triton":
+            impl = triton
+        else:
+            impl = getattr(torch.ops.dets, op)
+        boxes, scores, labels = impl(heatmap, *maps, k, down_ratio)
+    return boxes.to(out_dtype), scores.to(out_dtype), labels

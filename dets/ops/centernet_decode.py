@@ -11,7 +11,7 @@ gives ((x + ox - w/2)·d, (y + oy - h/2)·d, (x + ox + w/2)·d, (y + oy + h/2)·
 import torch
 
 from . import _backend
-from ._heatmap_decode import HALF_TYPES, check_backend_dtype, check_decode_args, empty_outputs, fake_outputs
+from ._heatmap_decode import check_decode_args, fake_outputs, run_decoder
 from .reference import centernet_decode as _reference
 
 _backend.register_op("centernet_decode")
@@ -51,19 +51,12 @@ def centernet_decode(
         labels int64 [B, k] (0-based class; -1 on padding), best first.
     """
     k, down_ratio = check_decode_args(heatmap, {"wh": (wh, 2), "offset": (offset, 2)}, k, down_ratio)
-    out_dtype = heatmap.dtype
-    if heatmap.device.type == "cpu" and out_dtype in HALF_TYPES:
-        heatmap, wh = heatmap.float(), wh.float()
-        offset = None if offset is None else offset.float()
-    if heatmap.numel() == 0:
-        boxes, scores, labels = empty_outputs(heatmap, k)
-    else:
-        backend = _backend.choose("centernet_decode", heatmap.device)
-        check_backend_dtype("centernet_decode", backend, heatmap)
-        if backend == "torch":
-            boxes, scores, labels = _reference.centernet_decode(heatmap, wh, offset, k, down_ratio)
-        elif backend == "triton":
-            boxes, scores, labels = _centernet_decode_triton(heatmap, wh, offset, k, down_ratio)
-        else:
-            boxes, scores, labels = torch.ops.dets.centernet_decode(heatmap, wh, offset, k, down_ratio)
-    return boxes.to(out_dtype), scores.to(out_dtype), labels
+    return run_decoder(
+        "centernet_decode",
+        _reference.centernet_decode,
+        _centernet_decode_triton,
+        heatmap,
+        (wh, offset),
+        k,
+        down_ratio,
+    )

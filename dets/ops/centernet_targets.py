@@ -29,7 +29,7 @@ import torch
 
 from . import _backend
 from ._checks import check_float_arg
-from ._heatmap import KERNEL_DTYPES, batch_gt, check_down_ratio, check_output_size, check_positive_int
+from ._heatmap import batch_gt, check_down_ratio, check_output_size, check_positive_int, choose_backend
 from .reference import centernet_targets as _reference
 
 _backend.register_op("centernet_targets")
@@ -108,10 +108,7 @@ def centernet_targets(
     if not 0 < min_overlap < 1:
         raise ValueError(f"min_overlap must lie in (0, 1), got {min_overlap}")
     boxes, labels, num = batch_gt(gt_boxes, gt_labels, num_boxes, num_classes)
-    backend = _backend.choose("centernet_targets", boxes.device)
-    if backend in KERNEL_DTYPES and boxes.dtype not in KERNEL_DTYPES[backend]:
-        names = ", ".join(str(d).removeprefix("torch.") for d in KERNEL_DTYPES[backend])
-        raise TypeError(f"gt_boxes has dtype {boxes.dtype}; the {backend} backend takes {names}")
+    backend = choose_backend("centernet_targets", boxes)
     args = (boxes, labels, num, num_classes, out_h, out_w, down_ratio, min_overlap, max_objs)
     if boxes.shape[0] == 0:
         return dict(zip(_KEYS, _centernet_targets_fake(*args), strict=True))

@@ -26,7 +26,7 @@ Conventions (shared by every backend, and by ``centernet_decode``):
 import torch
 
 from . import _backend
-from ._heatmap_decode import HALF_TYPES, check_backend_dtype, check_decode_args, empty_outputs, fake_outputs
+from ._heatmap_decode import check_decode_args, fake_outputs, run_decoder
 from .reference import ttf_decode as _reference
 
 _backend.register_op("ttf_decode")
@@ -65,18 +65,4 @@ def ttf_decode(
         (0-based class; -1 on padding), best first.
     """
     k, down_ratio = check_decode_args(heatmap, {"wh": (wh, 4)}, k, down_ratio)
-    out_dtype = heatmap.dtype
-    if heatmap.device.type == "cpu" and out_dtype in HALF_TYPES:
-        heatmap, wh = heatmap.float(), wh.float()
-    if heatmap.numel() == 0:
-        boxes, scores, labels = empty_outputs(heatmap, k)
-    else:
-        backend = _backend.choose("ttf_decode", heatmap.device)
-        check_backend_dtype("ttf_decode", backend, heatmap)
-        if backend == "torch":
-            boxes, scores, labels = _reference.ttf_decode(heatmap, wh, k, down_ratio)
-        elif backend == "triton":
-            boxes, scores, labels = _ttf_decode_triton(heatmap, wh, k, down_ratio)
-        else:
-            boxes, scores, labels = torch.ops.dets.ttf_decode(heatmap, wh, k, down_ratio)
-    return boxes.to(out_dtype), scores.to(out_dtype), labels
+    return run_decoder("ttf_decode", _reference.ttf_decode, _ttf_decode_triton, heatmap, (wh,), k, down_ratio)

@@ -35,7 +35,7 @@ import torch
 
 from . import _backend
 from ._checks import check_float_arg
-from ._heatmap import KERNEL_DTYPES, batch_gt, check_down_ratio, check_output_size, check_positive_int
+from ._heatmap import batch_gt, check_down_ratio, check_output_size, check_positive_int, choose_backend
 from .reference import ttf_targets as _reference
 
 _backend.register_op("ttf_targets")
@@ -111,10 +111,7 @@ def ttf_targets(
     if area_process not in AREA_PROCESSES:
         raise ValueError(f"area_process must be one of {AREA_PROCESSES}, got {area_process!r}")
     boxes, labels, num = batch_gt(gt_boxes, gt_labels, num_boxes, num_classes)
-    backend = _backend.choose("ttf_targets", boxes.device)
-    if backend in KERNEL_DTYPES and boxes.dtype not in KERNEL_DTYPES[backend]:
-        names = ", ".join(str(d).removeprefix("torch.") for d in KERNEL_DTYPES[backend])
-        raise TypeError(f"gt_boxes has dtype {boxes.dtype}; the {backend} backend takes {names}")
+    backend = choose_backend("ttf_targets", boxes)
     code = AREA_PROCESSES.index(area_process)
     if boxes.shape[0] == 0:
         return _ttf_targets_fake(boxes, labels, num, num_classes, out_h, out_w, down_ratio, alpha, code)
