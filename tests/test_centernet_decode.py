@@ -53,7 +53,7 @@ def test_reference_matches_brute_force(kind, gen):
             cx, cy = x + offset[i, 0, y, x].item(), y + offset[i, 1, y, x].item()
             assert (scores[i, j].item(), labels[i, j].item()) == (pytest.approx(score), c)
             expected = [2 * (cx - bw / 2), 2 * (cy - bh / 2), 2 * (cx + bw / 2), 2 * (cy + bh / 2)]
-            assert boxes[i, j].tolist() == pytest.approx(expected, rel=1e-5)
+            assert boxes[i, j].tolist() == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
 @pytest.mark.parametrize("backend,device", ALL_BACKEND_DEVICES)
