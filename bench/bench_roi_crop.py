@@ -22,11 +22,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import device_description, fmt_ms, measure, memory_bandwidth, print_table, triton_on  # noqa: E402
-
 from dets import ops  # noqa: E402
 from dets.ops import _backend  # noqa: E402
 from dets.ops.reference import roi_crop as reference  # noqa: E402
+
+from _timing import device_description, fmt_ms, measure, memory_bandwidth, print_table, triton_on  # noqa: E402
 
 
 def make_case(device, images, channels, size, rois, image_size, seed=0):

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import device_description, fmt_ms, measure, print_table, triton_on  # noqa: E402
-
 from dets import ops  # noqa: E402
 from dets.ops import _backend  # noqa: E402
+
+from _timing import device_description, fmt_ms, measure, print_table, triton_on  # noqa: E402
 
 
 def plain_peaks(heat: torch.Tensor, k: int):

@@ -21,10 +21,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import _sync, device_description, fmt_ms, measure, print_table, triton_on  # noqa: E402
-
 from dets.ops import _backend, backend, centernet_targets, ttf_targets  # noqa: E402
 from dets.ops._heatmap import gaussian_radius  # noqa: E402
+
+from _timing import _sync, device_description, fmt_ms, measure, print_table, triton_on  # noqa: E402
 
 INPUT = 512
 DOWN = 4
