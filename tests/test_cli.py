@@ -32,7 +32,19 @@ def tiny_voc(tmp_path_factory) -> str:
 
 def test_train_resume_test_round_trip(tiny_voc, tmp_path):
     common = ["--dataset", tiny_voc, *TINY, "--save_dir", str(tmp_path / "models")]
-    run(str(ROOT / "trainval_net.py"), *common, "--epochs", "1", "--max_iters", "2", "--s", "3", cwd=tmp_path)
+    run(
+        str(ROOT / "trainval_net.py"),
+        *common,
+        "--epochs",
+        "1",
+        "--max_iters",
+        "2",
+        "--s",
+        "3",
+        "--use_tfb",
+        cwd=tmp_path,
+    )
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*")), "--use_tfb wrote no TensorBoard events"
     models = sorted((tmp_path / "models").rglob("*.pth"))
     assert [p.name for p in models] == ["ttfnet_r18_3_1_2.pth"]
     first = torch.load(models[0], weights_only=False)
@@ -87,6 +99,28 @@ def test_train_resume_test_round_trip(tiny_voc, tmp_path):
     assert isinstance(detections, list)
     pictures = list((tmp_path / "out").rglob("vis_*/*.jpg"))
     assert len(pictures) == 3
+
+    images = Path(tiny_voc.removeprefix("voc:")) / "JPEGImages"
+    out = run(
+        str(ROOT / "demo.py"),
+        "--dataset",
+        tiny_voc,
+        *TINY,
+        "--load_dir",
+        str(tmp_path / "models"),
+        "--checksession",
+        "3",
+        "--checkepoch",
+        "2",
+        "--checkpoint",
+        "2",
+        "--image_dir",
+        str(images),
+        "--output_dir",
+        str(tmp_path / "demo"),
+        cwd=tmp_path,
+    )
+    assert len(list((tmp_path / "demo").glob("*.jpg"))) == len(list(images.glob("*.jpg"))) == 9
 
 
 def test_resume_from_a_missing_checkpoint_names_it(tiny_voc, tmp_path):

@@ -62,7 +62,7 @@ def train_one_epoch(
     """Train for one pass over `loader`.
 
     `criterion(outputs, targets)` returns a dict of losses with the total under "loss". A step
-    whose loss is not finite is skipped (weights untouched) with a message; `max_bad_steps`
+    whose loss is not finite is skipped (weights and schedule untouched) with a message; `max_bad_steps`
     of them in a row stop training with NonFiniteLoss rather than carry on blindly.
     """
     model.train()
@@ -84,14 +84,13 @@ def train_one_epoch(
             skipped += 1
             message = (
                 f"epoch {epoch} iter {it}: non-finite loss "
-                f"({ {k: float(v) for k, v in losses.items()} }); step skipped, weights unchanged"
+                f"({ {k: float(v.detach()) for k, v in losses.items()} }); step skipped, weights unchanged"
             )
             if is_main_process():
                 print(message, flush=True)
             optimizer.zero_grad(set_to_none=True)
             if bad_in_a_row >= max_bad_steps:
                 raise NonFiniteLoss(f"{bad_in_a_row} non-finite losses in a row; stopping (last: {message})")
-            scheduler.step()
             continue
         bad_in_a_row = 0
         optimizer.zero_grad(set_to_none=True)
@@ -112,17 +111,17 @@ def train_one_epoch(
         seen += images.shape[0]
         good_steps += 1
         for k, v in losses.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
+            totals[k] = totals.get(k, 0.0) + float(v.detach())
         lr = optimizer.param_groups[0]["lr"]
         if progress is not None:
             progress.set_postfix(
-                loss=f"{float(loss):.4f}", lr=f"{lr:.2e}", img_s=f"{seen / (time.perf_counter() - start):.1f}"
+                loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}", img_s=f"{seen / (time.perf_counter() - start):.1f}"
             )
             progress.update(1)
         if writer is not None and (it % disp_interval == 0 or it == iters - 1):
             step = (epoch - 1) * iters + it
             for k, v in losses.items():
-                writer.add_scalar(f"train/{k}", float(v), step)
+                writer.add_scalar(f"train/{k}", float(v.detach()), step)
             writer.add_scalar("train/lr", lr, step)
     elapsed = time.perf_counter() - start
     stats = {k: v / max(good_steps, 1) for k, v in totals.items()}
