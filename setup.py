@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
 # With no GPU to ask: Hopper SASS plus Hopper PTX, which the driver JIT-compiles for newer GPUs.
@@ -133,7 +133,7 @@ setup(
     version="0.1.0",
     description="Object detection toolbox with hand-written CPU, CUDA and Triton kernels",
     python_requires=">=3.10",
-    packages=["dets", "dets.ops", "dets.ops.reference", "dets._kernels"],
+    packages=[*find_packages(include=["dets", "dets.*"]), "dets._kernels"],
     package_dir={"dets._kernels": "kernels"},
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

@@ -1,0 +1,1 @@
+"""Training and evaluation machinery behind trainval_net.py, test_net.py and demo.py."""
