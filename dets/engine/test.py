@@ -22,6 +22,7 @@ from dets.evaluation import (
 from dets.models import build_detector
 from dets.visualize import draw_detections, save_image
 
+from .args import test_parser
 from .checkpoint import checkpoint_path, dataset_dirname, load_checkpoint
 from .inference import run_inference
 
@@ -115,6 +116,4 @@ def _jsonable(value):
 
 
 def cli(argv=None) -> None:
-    from .args import test_parser
-
     main(test_parser().parse_args(argv))

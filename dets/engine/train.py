@@ -15,6 +15,7 @@ from dets.data import build_dataset, collate
 from dets.data.transforms import ttfnet_train
 from dets.models import build_detector
 
+from .args import train_parser
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .distributed import barrier, cleanup, init_distributed, is_main_process
 from .schedule import build_scheduler
@@ -23,7 +24,7 @@ from .trainer import build_optimizer, train_one_epoch
 DEFAULT_LR = {"sgd": 0.016, "adam": 2e-3}
 
 
-def _relaunch_under_torchrun(args) -> None:
+def _relaunch_under_torchrun() -> None:
     """--mGPUs: run this same command under torchrun, one process per visible GPU."""
     gpus = torch.cuda.device_count()
     if gpus < 1:
@@ -42,7 +43,7 @@ def seed_everything(seed: int) -> None:
 
 def main(args) -> dict:
     if args.mGPUs and "WORLD_SIZE" not in os.environ:
-        _relaunch_under_torchrun(args)
+        _relaunch_under_torchrun()
     if args.cuda and not torch.cuda.is_available():
         sys.exit("--cuda given but no GPU is visible")
     device_type = "cuda" if args.cuda else "cpu"
@@ -183,6 +184,4 @@ def main(args) -> dict:
 
 
 def cli(argv=None) -> None:
-    from .args import train_parser
-
     main(train_parser().parse_args(argv))

@@ -82,13 +82,9 @@ class TTFNet(nn.Module):
             torch.sigmoid(hm.float()), wh.float(), k=max_per_image, down_ratio=self.down_ratio
         )
         height, width = images.shape[-2:]
+        boxes = boxes.clamp(min=0).minimum(boxes.new_tensor([width, height, width, height]))
+        keep = scores > score_thr
         results = []
-        for b, s, lab in zip(boxes, scores, labels, strict=True):
-            keep = s > score_thr
-            b = b[keep]
-            b = torch.stack(
-                [b[:, 0].clamp(0, width), b[:, 1].clamp(0, height), b[:, 2].clamp(0, width), b[:, 3].clamp(0, height)],
-                dim=1,
-            )
-            results.append({"boxes": b, "scores": s[keep], "labels": lab[keep]})
+        for b, s, lab, k in zip(boxes, scores, labels, keep, strict=True):
+            results.append({"boxes": b[k], "scores": s[k], "labels": lab[k]})
         return results
