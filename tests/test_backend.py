@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +72,13 @@ def test_triton_kernels_load_from_the_source_tree_in_interpreter_mode():
 def test_env_report_runs():
     out = subprocess.run([sys.executable, "-m", "dets.env"], capture_output=True, text=True, check=True).stdout
     assert "torch" in out and "op nms" in out
+
+
+@requires_extension
+def test_extension_is_built_with_openmp():
+    # at::parallel_for is header-only: compiled without OpenMP it silently runs every CPU
+    # kernel on one thread, and then no call into the OpenMP runtime is left in the library.
+    import dets._C
+
+    library = Path(dets._C.__file__).read_bytes()
+    assert b"GOMP_parallel" in library or b"__kmpc_fork_call" in library
