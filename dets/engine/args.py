@@ -64,6 +64,13 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr_decay_gamma", type=float, default=0.1)
     parser.add_argument("--wd", type=float, default=4e-4, help="weight decay")
     parser.add_argument("--warmup_iters", type=int, default=500, help="linear warm-up iterations (from lr/5)")
+    parser.add_argument(
+        "--aug",
+        choices=("flip", "ssd"),
+        default="flip",
+        help="training augmentation: flip (resize + flip, TTFNet's base configs) or ssd (+ photometric "
+        "distortion, expand and min-IoU crop, TTFNet's *_aug_* configs)",
+    )
     parser.add_argument("--clip_grad", type=float, default=35.0, help="max gradient norm (0: off)")
     parser.add_argument("--s", dest="session", type=int, default=1, help="training session number")
     parser.add_argument("--r", dest="resume", action="store_true", help="resume from a checkpoint")

@@ -60,7 +60,9 @@ def main(args) -> dict:
     if is_main_process():
         build_dataset(args.dataset, "train", data_dir=args.data_dir)  # generates `shapes` once
     barrier()
-    dataset = build_dataset(args.dataset, "train", data_dir=args.data_dir, transforms=ttfnet_train(input_size))
+    dataset = build_dataset(
+        args.dataset, "train", data_dir=args.data_dir, transforms=ttfnet_train(input_size, augment=args.aug == "ssd")
+    )
     class_names = list(dataset.class_names)
     model = build_detector(args.net, len(class_names), pretrained=args.pretrained, frozen_stages=args.frozen_stages).to(
         device
