@@ -21,6 +21,16 @@ from dets.engine.args import test_parser, train_parser  # noqa: E402
 EPOCHS = 24
 
 
+def _cpu_has_bf16() -> bool:
+    """bf16 autocast pays off only where the CPU computes in bf16 natively (AVX512-BF16 or AMX);
+    elsewhere it is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
@@ -31,6 +41,7 @@ def main() -> None:
     common = ["--dataset", "shapes", "--net", "ttfnet_r18", "--data_dir", str(work / "data"), "--input_size", "128"]
     if args.cuda:
         common.append("--cuda")
+    amp = ["--amp"] if args.cuda or _cpu_has_bf16() else []
     train_args = train_parser().parse_args(
         [
             *common,
@@ -54,6 +65,7 @@ def main() -> None:
             str(work / "models"),
             "--nw",
             "1",
+            *amp,
         ]
     )
     train_engine.main(train_args)
