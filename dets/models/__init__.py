@@ -13,6 +13,7 @@ from .layers import load_checkpoint_weights
 from .roi_pooling import POOLING_MODES
 from .ttf_head import TTFHead
 from .ttfnet import TTFNet
+from .two_stage_backbones import TWO_STAGE_BACKBONES
 
 # net name → (backbone factory, TTFHead keyword arguments). The paper uses one box conv for
 # ResNet-18 and two for the deeper backbones.
@@ -74,8 +75,6 @@ def build_detector(
         head = TTFHead(backbone.out_channels, num_classes, **head_kwargs)
         return TTFNet(backbone, head, num_classes)
     if net in TWO_STAGE_NETS:
-        from .two_stage_backbones import TWO_STAGE_BACKBONES  # TEMP until frcnn-backbones is merged
-
         body, box_head = TWO_STAGE_BACKBONES[net](
             frozen_stages=frozen_stages, frozen_bn=frozen_bn, pretrained=pretrained
         )

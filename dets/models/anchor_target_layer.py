@@ -51,20 +51,15 @@ def anchor_targets(
     )  # [B, N]
 
     labels = torch.full(inside.shape, IGNORE, dtype=torch.int64, device=device)
-    if gt.shape[1] == 0:
-        labels[inside] = NEGATIVE
-        matched = anchors.new_zeros((num_images, anchors.shape[0], 4))
-    else:
-        iou = box_iou(anchors, gt)  # [B, N, M]
-        iou = iou.masked_fill(~valid[:, None, :], -1.0)
-        best_iou, best_gt = iou.max(dim=2)
-        labels[inside & (best_iou < negative_iou)] = NEGATIVE
-        # Each ground-truth box's best inside anchors (all ties) are positive, unless it
-        # overlaps no anchor at all.
-        gt_best = iou.masked_fill(~inside[:, :, None], -1.0).amax(dim=1, keepdim=True)  # [B, 1, M]
-        is_best = ((iou == gt_best) & (gt_best > 0)).any(dim=2)
-        labels[inside & (is_best | (best_iou >= positive_iou))] = POSITIVE
-        matched = torch.gather(gt, 1, best_gt[..., None].expand(-1, -1, 4))
+    iou = box_iou(anchors, gt).masked_fill(~valid[:, None, :], -1.0)  # [B, N, M]
+    best_iou, best_gt = iou.max(dim=2)
+    labels[inside & (best_iou < negative_iou)] = NEGATIVE
+    # Each ground-truth box's best inside anchors (all ties) are positive, unless it overlaps
+    # no anchor at all.
+    gt_best = iou.masked_fill(~inside[:, :, None], -1.0).amax(dim=1, keepdim=True)  # [B, 1, M]
+    is_best = ((iou == gt_best) & (gt_best > 0)).any(dim=2)
+    labels[inside & (is_best | (best_iou >= positive_iou))] = POSITIVE
+    matched = torch.gather(gt, 1, best_gt[..., None].expand(-1, -1, 4))
 
     images = torch.arange(num_images, device=device)[:, None].expand_as(labels).reshape(-1)
     flat = labels.reshape(-1)

@@ -80,12 +80,13 @@ def pad_ground_truth(
         boxes: B tensors [M_i, 4]; labels: B tensors [M_i] (0-based classes).
 
     Returns:
-        boxes float32 [B, M, 4], labels int64 [B, M], valid bool [B, M] (M = max M_i; padding is
-        zero boxes with label 0 and valid False).
+        boxes float32 [B, M, 4], labels int64 [B, M], valid bool [B, M] (M = max M_i, at least 1
+        so that per-image maxima exist even without ground truth; padding is zero boxes with
+        label 0 and valid False).
     """
     if len(boxes) != len(labels):
         raise ValueError(f"got boxes for {len(boxes)} images but labels for {len(labels)}")
-    most = max((len(b) for b in boxes), default=0)
+    most = max([1, *(len(b) for b in boxes)])
     out_boxes = torch.zeros((len(boxes), most, 4), dtype=torch.float32, device=device)
     out_labels = torch.zeros((len(boxes), most), dtype=torch.int64, device=device)
     valid = torch.zeros((len(boxes), most), dtype=torch.bool, device=device)

@@ -48,13 +48,9 @@ def proposal_targets(
     rois = torch.cat([proposals.float(), gt_rois[valid]])
     images = rois[:, 0].long()
 
-    if gt.shape[1] == 0:
-        best_iou = rois.new_zeros(len(rois))
-        best_gt = torch.zeros(len(rois), dtype=torch.int64, device=device)
-    else:
-        iou = box_iou(rois[:, None, 1:], gt[images])[:, 0]  # [R + G, M]
-        best_iou, best_gt = iou.masked_fill(~valid[images], -1.0).max(dim=1)
-        best_iou = best_iou.clamp(min=0)
+    iou = box_iou(rois[:, None, 1:], gt[images])[:, 0]  # [R + G, M]
+    best_iou, best_gt = iou.masked_fill(~valid[images], -1.0).max(dim=1)
+    best_iou = best_iou.clamp(min=0)  # an image without ground truth: IoU 0, background
     foreground = best_iou >= fg_iou
     background = (best_iou >= bg_iou[0]) & (best_iou < bg_iou[1]) & ~foreground
     max_fg = torch.full((num_images,), round(rois_per_image * fg_fraction), device=device)
