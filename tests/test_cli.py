@@ -23,6 +23,13 @@ def run(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
+def assert_evaluated(out: str, out_dir: Path) -> None:
+    """test_net.py printed its report and wrote its detections."""
+    assert "mAP" in out and "images/s" in out
+    detections = json.loads(next(out_dir.rglob("detections_*.json")).read_text())
+    assert isinstance(detections, list)
+
+
 @pytest.fixture(scope="module")
 def tiny_voc(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("data") / "shapes"
@@ -94,9 +101,7 @@ def test_train_resume_test_round_trip(tiny_voc, tmp_path):
         str(tmp_path / "out"),
         cwd=tmp_path,
     )
-    assert "mAP" in out and "images/s" in out
-    detections = json.loads(next((tmp_path / "out").rglob("detections_*.json")).read_text())
-    assert isinstance(detections, list)
+    assert_evaluated(out, tmp_path / "out")
     pictures = list((tmp_path / "out").rglob("vis_*/*.jpg"))
     assert len(pictures) == 3
 
@@ -208,9 +213,7 @@ def test_faster_rcnn_train_test_demo_round_trip(tiny_voc, tmp_path, net, prefix,
         str(tmp_path / "out"),
         cwd=tmp_path,
     )
-    assert "mAP" in out and "images/s" in out
-    detections = json.loads(next((tmp_path / "out").rglob("detections_*.json")).read_text())
-    assert isinstance(detections, list)
+    assert_evaluated(out, tmp_path / "out")
 
     images = Path(tiny_voc.removeprefix("voc:")) / "JPEGImages"
     run(
