@@ -205,6 +205,8 @@ def test_targets_must_match_the_batch():
     model = _tiny(False).train()
     with pytest.raises(ValueError, match="targets"):
         model(torch.randn(2, 3, 64, 64), _targets()[:1])
+    with pytest.raises(ValueError, match="forward\\(images, targets\\)"):
+        model.loss(model(torch.randn(2, 3, 64, 64)), _targets())
 
 
 def test_build_detector_options_per_family():

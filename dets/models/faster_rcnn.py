@@ -117,6 +117,8 @@ class FasterRCNN(nn.Module):
 
     def loss(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
         """outputs of ``forward(images, targets)`` -> the four losses and their sum under 'loss'."""
+        if "labels" not in outputs:
+            raise ValueError("loss needs the outputs of forward(images, targets): these regions were not sampled")
         device = outputs["anchors"].device
         loss_rpn_cls, loss_rpn_box = self.rpn.loss(
             outputs, [t["boxes"].to(device) for t in targets], outputs["image_sizes"], generator=self.generator
