@@ -50,11 +50,13 @@ def freeze_batch_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def freeze(module: nn.Module) -> None:
-    """Stop gradients to every parameter of `module` and keep its BatchNorms in eval mode."""
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradients to every parameter of `module` and keep its BatchNorms in eval mode.
+
+    Returns `module`, or its replacement when `module` is itself a BatchNorm2d."""
     for p in module.parameters():
         p.requires_grad_(False)
-    freeze_batch_norm(module)
+    return freeze_batch_norm(module)
 
 
 def load_checkpoint_weights(model: nn.Module, path: str, drop_prefixes: tuple[str, ...] = ()) -> list[str]:

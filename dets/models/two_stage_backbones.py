@@ -66,13 +66,14 @@ VGG16_CLASSIFIER = ("classifier.6.",)
 RESNET_CLASSIFIER = ("fc.",)
 
 
-class C4Body(nn.Module):
-    """A ResNet trunk cut after layer3: images [B, 3, H, W] -> [C4 [B, 1024, H/16, W/16]]."""
+class SingleMapBody(nn.Module):
+    """The last map of a trunk as the only feature map: VGG16's conv5_3, or ResNet's C4 when the
+    trunk stops after layer3. images [B, 3, H, W] -> [features [B, C, H/16, W/16]]."""
 
     rpn_levels = (0,)
     roi_levels = (0,)
 
-    def __init__(self, trunk: ResNet):
+    def __init__(self, trunk: nn.Module):
         super().__init__()
         self.trunk = trunk
         self.out_channels = trunk.out_channels[-1]
@@ -118,16 +119,18 @@ def load_pretrained(path: str | None, parts: dict[str, nn.Module], drop_prefixes
         )
 
 
-def vgg16(frozen_stages: int, frozen_bn: bool, pretrained: str | None) -> tuple[VGG16, VGG16BoxHead]:
+def vgg16(frozen_stages: int, frozen_bn: bool, pretrained: str | None) -> tuple[SingleMapBody, VGG16BoxHead]:
     """VGG16 conv1_1..conv5_3 body, fc6/fc7 box head. `frozen_bn` is accepted and ignored (no BN)."""
-    body = VGG16(frozen_stages)
-    head = VGG16BoxHead(body.out_channels)
-    parts = {"features": body.features, "classifier": head.classifier}
+    trunk = VGG16(frozen_stages)
+    head = VGG16BoxHead(trunk.out_channels[-1])
+    parts = {"features": trunk.features, "classifier": head.classifier}
     load_pretrained(pretrained, parts, VGG16_CLASSIFIER, frozen_stages >= 0)
-    return body, head
+    return SingleMapBody(trunk), head
 
 
-def resnet_c4(depth: int, frozen_stages: int, frozen_bn: bool, pretrained: str | None):
+def resnet_c4(
+    depth: int, frozen_stages: int, frozen_bn: bool, pretrained: str | None
+) -> tuple[SingleMapBody, ResNetC4BoxHead]:
     """ResNet stem + layer1..layer3 body, layer4 + mean box head (faster-rcnn.pytorch's C4)."""
     trunk = ResNet(depth, frozen_stages, frozen_bn, num_stages=C4_STAGES)
     layer4 = make_stage(Bottleneck, trunk.out_channels[-1], C4_HEAD_PLANES, DEPTHS[depth][1][-1], C4_HEAD_STRIDE)
@@ -137,7 +140,7 @@ def resnet_c4(depth: int, frozen_stages: int, frozen_bn: bool, pretrained: str |
     head = ResNetC4BoxHead(layer4, trunk.out_channels[-1], C4_HEAD_PLANES * Bottleneck.expansion)
     parts = {**dict(trunk.named_children()), "layer4": layer4}
     load_pretrained(pretrained, parts, RESNET_CLASSIFIER, frozen_stages >= 0 or frozen_bn)
-    return C4Body(trunk), head
+    return SingleMapBody(trunk), head
 
 
 def detnet59(frozen_stages: int, frozen_bn: bool, pretrained: str | None) -> tuple[PyramidBody, TwoFCBoxHead]:

@@ -125,7 +125,8 @@ class ResNet(nn.Module):
         if not -1 <= frozen_stages <= self.num_stages:
             raise ValueError(f"frozen_stages must be in [-1, {self.num_stages}] for this trunk, got {frozen_stages}")
         if frozen_stages >= 0:
-            freeze(nn.ModuleList([self.conv1, self.bn1]))
+            freeze(self.conv1)
+            self.bn1 = freeze(self.bn1)
         for i in range(1, frozen_stages + 1):
             freeze(getattr(self, f"layer{i}"))
         if frozen_bn:

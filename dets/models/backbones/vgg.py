@@ -27,10 +27,8 @@ class VGG16(nn.Module):
     VGG16 has no BatchNorm, so there is no frozen_bn.
     """
 
-    out_channels = VGG16_BLOCKS[-1][-1]
-    strides = (VGG16_STRIDE,)
-    rpn_levels = (0,)
-    roi_levels = (0,)
+    out_channels = [VGG16_BLOCKS[-1][-1]]
+    out_strides = [VGG16_STRIDE]
 
     def __init__(self, frozen_stages: int = -1):
         super().__init__()
