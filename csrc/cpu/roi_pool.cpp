@@ -20,6 +20,7 @@
 #include <cmath>
 #include <vector>
 
+#include "huge_pages.h"
 #include "roi_checks.h"
 
 namespace dets {
@@ -289,6 +290,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
   at::Tensor argmax =
       with_argmax ? at::empty_like(output, output.options().dtype(at::kInt))
                   : at::empty({0}, output.options().dtype(at::kInt));
+  advise_huge_pages(output);
+  advise_huge_pages(argmax);
   if (output.numel() == 0) {
     return {output, argmax};
   }
@@ -346,6 +349,10 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois,
       const int64_t n = t / blocks_per_image;
       const int64_t c0 = (t % blocks_per_image) * block;
       const int64_t c1 = std::min(channels, c0 + block);
+      // The owner zeroes its planes: first touch by the thread that sums
+      // into them, while they are about to be in its cache anyway.
+      T* gin_block = gin + (n * channels + c0) * plane;
+      std::fill(gin_block, gin_block + (c1 - c0) * plane, T(0));
       for (int64_t i = first[n]; i < first[n + 1]; ++i) {
         const int64_t k = order[i];
         for (int64_t c = c0; c < c1; ++c) {
@@ -371,11 +378,16 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                                  int64_t channels, int64_t height,
                                  int64_t width) {
   roi_checks::check_roi_pool_backward(grad, rois, argmax, channels);
+  if (grad.numel() == 0) {
+    return at::zeros({batch_size, channels, height, width}, grad.options());
+  }
+  // Not zeroed here: backward_impl zeroes each block of planes in parallel.
   at::Tensor grad_input =
-      at::zeros({batch_size, channels, height, width}, grad.options());
-  if (grad.numel() == 0 || grad_input.numel() == 0) {
+      at::empty({batch_size, channels, height, width}, grad.options());
+  if (grad_input.numel() == 0) {
     return grad_input;
   }
+  advise_huge_pages(grad_input);
   const at::Tensor rois_c = rois.contiguous();
   check_batch_indices(rois_c, batch_size);
   const at::Tensor argmax_c = argmax.contiguous();
