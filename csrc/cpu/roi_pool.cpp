@@ -209,10 +209,10 @@ DETS_INLINE void bin_max_chunk(const T* x_c, int64_t width, int64_t channels,
   }
   __builtin_memcpy(best_out, best, sizeof(best));
   if constexpr (kArgmax) {
+    typedef int32_t W __attribute__((vector_size(kLanes * sizeof(int32_t))));
     for (int j = 0; j < kVectors; ++j) {
-      for (int l = 0; l < kLanes; ++l) {
-        where_out[j * kLanes + l] = static_cast<int32_t>(where[j][l]);
-      }
+      const W narrow = __builtin_convertvector(where[j], W);
+      __builtin_memcpy(where_out + j * kLanes, &narrow, sizeof(W));
     }
   }
 }
@@ -265,30 +265,69 @@ DETS_INLINE void transpose_block(const E* src, int64_t src_stride, E* dst,
 }
 #endif
 
-// dst[c * rows + r] = src[r * cols + c]: a RoI's [bins, C] tile into the
-// output's [C, bins] layout, in register-sized square blocks where they fit.
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols,
+// in register-sized square blocks where they fit.
 template <typename E>
-DETS_INLINE void transpose(const E* src, int64_t rows, int64_t cols, E* dst) {
+DETS_INLINE void transpose(const E* src, int64_t rows, int64_t cols,
+                           int64_t src_stride, E* dst, int64_t dst_stride) {
   int64_t c0 = 0;
 #if defined(__GNUC__)
   constexpr int64_t kLanes = kVectorBytes / sizeof(E);
   const int64_t block_rows = rows / kLanes * kLanes;
   for (; c0 + kLanes <= cols; c0 += kLanes) {
     for (int64_t r0 = 0; r0 < block_rows; r0 += kLanes) {
-      transpose_block(src + r0 * cols + c0, cols, dst + c0 * rows + r0, rows);
+      transpose_block(src + r0 * src_stride + c0, src_stride,
+                      dst + c0 * dst_stride + r0, dst_stride);
     }
     for (int64_t r = block_rows; r < rows; ++r) {
       for (int64_t c = c0; c < c0 + kLanes; ++c) {
-        dst[c * rows + r] = src[r * cols + c];
+        dst[c * dst_stride + r] = src[r * src_stride + c];
       }
     }
   }
 #endif
   for (; c0 < cols; ++c0) {
     for (int64_t r = 0; r < rows; ++r) {
-      dst[c0 * rows + r] = src[r * cols + c0];
+      dst[c0 * dst_stride + r] = src[r * src_stride + c0];
     }
   }
+}
+
+DETS_CHANNEL_LOOPS void transpose_mv(const float* src, int64_t rows,
+                                     int64_t cols, int64_t src_stride,
+                                     float* dst, int64_t dst_stride) {
+  transpose(src, rows, cols, src_stride, dst, dst_stride);
+}
+
+DETS_CHANNEL_LOOPS void transpose_mv(const double* src, int64_t rows,
+                                     int64_t cols, int64_t src_stride,
+                                     double* dst, int64_t dst_stride) {
+  transpose(src, rows, cols, src_stride, dst, dst_stride);
+}
+
+// Pixels per task of the channels-last copy: 64 KB of float32 at 256 channels.
+constexpr int64_t kPixelsPerTask = 64;
+
+// nhwc = input for a contiguous NCHW input: each image's [C, H * W] matrix
+// transposed in register blocks, threads taking pixel ranges (torch's
+// generic strided copy moves this permutation element by element).
+template <typename T>
+void to_channels_last(const at::Tensor& input, at::Tensor& nhwc) {
+  const int64_t channels = input.size(1);
+  const int64_t pixels = input.size(2) * input.size(3);
+  const int64_t tasks = (pixels + kPixelsPerTask - 1) / kPixelsPerTask;
+  const T* src = input.data_ptr<T>();
+  T* dst = nhwc.data_ptr<T>();
+  at::parallel_for(
+      0, input.size(0) * tasks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t n = t / tasks;
+          const int64_t p0 = (t % tasks) * kPixelsPerTask;
+          const int64_t p1 = std::min(pixels, p0 + kPixelsPerTask);
+          transpose_mv(src + n * channels * pixels + p0, channels, p1 - p0,
+                       pixels, dst + (n * pixels + p0) * channels, channels);
+        }
+      });
 }
 
 // One RoI's pooling geometry: its bins' clipped [lo, hi) pixel ranges.
@@ -337,9 +376,9 @@ DETS_INLINE void pool_roi(const T* x_n, int64_t width, int64_t channels,
     }
   }
   const int64_t bins = roi.pooled_h * roi.pooled_w;
-  transpose(tile_v, bins, channels, out_k);
+  transpose(tile_v, bins, channels, channels, out_k, bins);
   if constexpr (kArgmax) {
-    transpose(tile_a, bins, channels, arg_k);
+    transpose(tile_a, bins, channels, channels, arg_k, bins);
   }
 }
 
@@ -434,7 +473,12 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
     x = at::empty(input.sizes(), input.options().memory_format(
                                      at::MemoryFormat::ChannelsLast));
     advise_huge_pages(x);
-    x.copy_(input);
+    if (input.is_contiguous()) {
+      AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_nhwc",
+                                 [&] { to_channels_last<scalar_t>(input, x); });
+    } else {
+      x.copy_(input);
+    }
   }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_cpu", [&] {
     forward_impl<scalar_t>(x, rois_c, static_cast<scalar_t>(spatial_scale),
