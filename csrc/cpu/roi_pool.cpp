@@ -382,6 +382,8 @@ DETS_INLINE void pool_roi(const T* x_n, int64_t width, int64_t channels,
   }
 }
 
+// pool_roi with or without the argmax, as arg_k asks; each clone below gets
+// both variants inlined.
 template <typename T>
 DETS_INLINE void pool_roi_any(const T* x_n, int64_t width, int64_t channels,
                               const RoIWindows& roi, T* tile_v, int32_t* tile_a,
