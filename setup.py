@@ -90,12 +90,19 @@ def _arch_list():
 
 def _extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-fopenmp-simd"]
+    # -fopenmp, not just -fopenmp-simd: ATen's header-only at::parallel_for runs its body serially
+    # unless _OPENMP is defined where it is compiled. Linking libgomp.so.1 resolves to the copy
+    # torch has already loaded, so the kernels share torch's thread pool.
+    cxx = ["-O3", "-fopenmp"]
+    link = ["-fopenmp"]
     define_macros = []
     include_dirs = [str(ROOT / "csrc")]
     if not _want_cuda():
         print("dets: building the CPU kernels only")
-        return CppExtension("dets._C", sources, extra_compile_args={"cxx": cxx}, include_dirs=include_dirs), ""
+        ext = CppExtension(
+            "dets._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link, include_dirs=include_dirs
+        )
+        return ext, ""
     archs = _arch_list()
     sources += sorted(glob.glob("csrc/cuda/*.cu"))
     define_macros.append(("DETS_WITH_CUDA", None))
@@ -112,6 +119,7 @@ def _extension():
         define_macros=define_macros,
         include_dirs=include_dirs,
         extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+        extra_link_args=link,
     )
     return ext, archs
 

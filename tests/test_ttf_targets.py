@@ -53,9 +53,11 @@ def test_matches_reference(name, device, case, area_process, gen):
     assert_close_targets(out, ref)
 
 
-@pytest.mark.parametrize(
-    "name,device", [p for p in KERNEL_BACKEND_DEVICES if not (p.values[0] == "triton" and p.values[1] == "cpu")]
-)
+# Kernels that run compiled (the interpreted Triton ones are too slow for the larger cases).
+COMPILED = [p for p in KERNEL_BACKEND_DEVICES if not (p.values[0] == "triton" and p.values[1] == "cpu")]
+
+
+@pytest.mark.parametrize("name,device", COMPILED)
 @pytest.mark.parametrize("down_ratio,alpha", [(4, 0.54), (3, 0.8), (2.5, 1.0)])
 def test_matches_reference_larger(name, device, down_ratio, alpha, gen):
     counts, size, classes = LARGE
@@ -63,6 +65,15 @@ def test_matches_reference_larger(name, device, down_ratio, alpha, gen):
     kwargs = dict(down_ratio=down_ratio, alpha=alpha)
     ref = reference(boxes, labels, classes, size, **kwargs)
     assert_close_targets(run(name, device, boxes, labels, classes, size, **kwargs), ref)
+
+
+@pytest.mark.parametrize("name,device", COMPILED)
+def test_matches_reference_training_shape(name, device, gen):
+    # The benchmark's map and classes on three images: most heatmap planes stay empty, and the
+    # CPU kernel's (image, plane) tasks are split between threads in the middle of an image.
+    boxes, labels = random_gt(gen, [30, 0, 100], (512, 512), 80)
+    ref = reference(boxes, labels, 80, (128, 128))
+    assert_close_targets(run(name, device, boxes, labels, 80, (128, 128)), ref)
 
 
 @requires_extension

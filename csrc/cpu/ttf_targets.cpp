@@ -1,18 +1,20 @@
 // TTFNet training targets on the CPU.
 //
-// One task per image (at::parallel_for): it first initialises its own slices of
-// the three outputs (so the page faults of the large heatmap are taken in
-// parallel, once), then draws its boxes largest-first, letting smaller boxes
-// overwrite box_target and reg_weight; only each box's window is touched. The
-// Gaussian is separable, so each box needs two short 1-D exp tables (in
-// double) and its normaliser is the product of their sums.
+// Two parallel passes. The first plans each image: the boxes' clipped windows,
+// their 1-D Gaussian rows and columns (the Gaussian is separable, so a pixel
+// is one product and a box's normaliser the product of two sums), the drawing
+// order by decreasing area and the boxes grouped by class. The second runs
+// over (image, part) tasks, a part being one heatmap plane or the image's
+// box_target and reg_weight planes: each task initialises its own planes and
+// draws into them at once, while they are still in cache. Outputs come from
+// at::empty, so the page faults of the large heatmap are taken in parallel,
+// by the thread that then uses the page, with no separate zero-fill pass.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "heatmap_checks.h"
@@ -21,11 +23,25 @@
 namespace dets {
 namespace {
 
+// One box as drawn: its window cut to the map and where its Gaussian factors
+// lie in the image's table (w column factors, then h row factors).
 template <typename T>
-struct Drawn {
+struct Window {
   T area;
-  int64_t index;
-  heatmap::TtfBox box;
+  int64_t index;  // slot in the image, for box_target's values
+  int64_t label;
+  int64_t x0, y0, w, h;
+  double scale;  // A / sum of the Gaussian over the window
+  int64_t table;
+};
+
+template <typename T>
+struct ImagePlan {
+  std::vector<Window<T>> by_area;  // drawing order of box_target, reg_weight
+  std::vector<double> table;
+  // by_class[class_start[c] .. class_start[c + 1]) index by_area for class c.
+  std::vector<int64_t> by_class;
+  std::vector<int64_t> class_start;
 };
 
 template <typename T>
@@ -42,33 +58,25 @@ double area_weight(T area, int64_t area_process) {
   }
 }
 
-// exp(-d^2 / (2 sigma^2)) for d = lo - c .. hi - c; returns the sum.
+// Appends exp(-d^2 / (2 sigma^2)) for d = lo - c .. hi - c; returns the sum.
 double gaussian_1d(int64_t lo, int64_t hi, int64_t c, int64_t r,
                    std::vector<double>& out) {
   const double sigma = static_cast<double>(2 * r + 1) / 6;
   const double denom = 2 * sigma * sigma;
-  out.resize(hi - lo + 1);
   double sum = 0;
   for (int64_t i = lo; i <= hi; ++i) {
     const double d = static_cast<double>(i - c);
-    out[i - lo] = std::exp(-(d * d) / denom);
-    sum += out[i - lo];
+    out.push_back(std::exp(-(d * d) / denom));
+    sum += out.back();
   }
   return sum;
 }
 
 template <typename T>
-void ttf_image(const T* boxes, const int64_t* labels, int64_t n,
-               int64_t num_classes, int64_t height, int64_t width,
-               T down_ratio, T alpha, int64_t area_process, T* heat,
-               T* target, T* weight) {
-  const int64_t plane = height * width;
-  std::memset(heat, 0, sizeof(T) * num_classes * plane);
-  std::fill_n(target, 4 * plane, T(-1));
-  std::fill_n(weight, plane, T(0));
-
-  std::vector<Drawn<T>> order;
-  order.reserve(n);
+void plan_image(const T* boxes, const int64_t* labels, int64_t n,
+                int64_t num_classes, int64_t height, int64_t width,
+                T down_ratio, T alpha, int64_t area_process,
+                ImagePlan<T>& plan) {
   for (int64_t j = 0; j < n; ++j) {
     const T* b = boxes + 4 * j;
     T area;
@@ -76,20 +84,9 @@ void ttf_image(const T* boxes, const int64_t* labels, int64_t n,
         b[0], b[1], b[2], b[3], down_ratio, alpha, height, width, &area);
     // Out-of-range labels are rejected by the Python wrapper; skipping them
     // here keeps direct torch.ops calls inside the heatmap.
-    if (box.valid && labels[j] >= 0 && labels[j] < num_classes) {
-      order.push_back({area, j, box});
+    if (!box.valid || labels[j] < 0 || labels[j] >= num_classes) {
+      continue;
     }
-  }
-  // Largest first; equal areas by decreasing index, so the smallest area and
-  // then the lowest index is drawn last and wins.
-  std::sort(order.begin(), order.end(),
-            [](const Drawn<T>& a, const Drawn<T>& b) {
-              return a.area != b.area ? a.area > b.area : a.index > b.index;
-            });
-
-  std::vector<double> gx, gy;
-  for (const Drawn<T>& d : order) {
-    const heatmap::TtfBox& box = d.box;
     const int64_t x0 = std::max<int64_t>(box.cx - box.rw, 0);
     const int64_t x1 = std::min<int64_t>(box.cx + box.rw, width - 1);
     const int64_t y0 = std::max<int64_t>(box.cy - box.rh, 0);
@@ -97,22 +94,69 @@ void ttf_image(const T* boxes, const int64_t* labels, int64_t n,
     if (x0 > x1 || y0 > y1) {
       continue;
     }
-    const double sx = gaussian_1d(x0, x1, box.cx, box.rw, gx);
-    const double sy = gaussian_1d(y0, y1, box.cy, box.rh, gy);
-    const double scale = area_weight<T>(d.area, area_process) / (sx * sy);
+    const int64_t table = static_cast<int64_t>(plan.table.size());
+    const double sx = gaussian_1d(x0, x1, box.cx, box.rw, plan.table);
+    const double sy = gaussian_1d(y0, y1, box.cy, box.rh, plan.table);
+    plan.by_area.push_back(
+        {area, j, labels[j], x0, y0, x1 - x0 + 1, y1 - y0 + 1,
+         area_weight<T>(area, area_process) / (sx * sy), table});
+  }
+  // Largest first; equal areas by decreasing index, so the smallest area and
+  // then the lowest index is drawn last and wins.
+  std::sort(plan.by_area.begin(), plan.by_area.end(),
+            [](const Window<T>& a, const Window<T>& b) {
+              return a.area != b.area ? a.area > b.area : a.index > b.index;
+            });
+  // Counting sort by label; the heatmap takes a maximum, so order within a
+  // class does not matter.
+  plan.class_start.assign(num_classes + 1, 0);
+  for (const Window<T>& d : plan.by_area) {
+    ++plan.class_start[d.label + 1];
+  }
+  for (int64_t c = 0; c < num_classes; ++c) {
+    plan.class_start[c + 1] += plan.class_start[c];
+  }
+  plan.by_class.resize(plan.by_area.size());
+  std::vector<int64_t> next(plan.class_start.begin(),
+                            plan.class_start.end() - 1);
+  for (int64_t k = 0; k < static_cast<int64_t>(plan.by_area.size()); ++k) {
+    plan.by_class[next[plan.by_area[k].label]++] = k;
+  }
+}
+
+template <typename T>
+void draw_heat_plane(const ImagePlan<T>& plan, int64_t c, int64_t width,
+                     int64_t plane, T* heat) {
+  std::fill_n(heat, plane, T(0));
+  for (int64_t s = plan.class_start[c]; s < plan.class_start[c + 1]; ++s) {
+    const Window<T>& d = plan.by_area[plan.by_class[s]];
+    const double* gx = plan.table.data() + d.table;
+    const double* gy = gx + d.w;
+    T* row = heat + d.y0 * width + d.x0;
+    for (int64_t y = 0; y < d.h; ++y, row += width) {
+      for (int64_t x = 0; x < d.w; ++x) {
+        row[x] = std::max(row[x], static_cast<T>(gx[x] * gy[y]));
+      }
+    }
+  }
+}
+
+template <typename T>
+void draw_box_planes(const ImagePlan<T>& plan, const T* boxes, int64_t width,
+                     int64_t plane, T* target, T* weight) {
+  std::fill_n(target, 4 * plane, T(-1));
+  std::fill_n(weight, plane, T(0));
+  for (const Window<T>& d : plan.by_area) {
+    const double* gx = plan.table.data() + d.table;
+    const double* gy = gx + d.w;
     const T* b = boxes + 4 * d.index;
-    T* hm = heat + labels[d.index] * plane;
-    const int64_t len = x1 - x0 + 1;
-    for (int64_t y = y0; y <= y1; ++y) {
-      const double g_y = gy[y - y0];
-      const int64_t row = y * width + x0;
-      for (int64_t i = 0; i < len; ++i) {
-        const double g = gx[i] * g_y;
-        hm[row + i] = std::max(hm[row + i], static_cast<T>(g));
-        weight[row + i] = static_cast<T>(g * scale);
+    for (int64_t y = 0; y < d.h; ++y) {
+      const int64_t row = (d.y0 + y) * width + d.x0;
+      for (int64_t x = 0; x < d.w; ++x) {
+        weight[row + x] = static_cast<T>(gx[x] * gy[y] * d.scale);
       }
       for (int64_t k = 0; k < 4; ++k) {
-        std::fill_n(target + k * plane + row, len, b[k]);
+        std::fill_n(target + k * plane + row, d.w, b[k]);
       }
     }
   }
@@ -142,14 +186,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttf_targets_cpu(
     scalar_t* tp = target.data_ptr<scalar_t>();
     scalar_t* wp = weight.data_ptr<scalar_t>();
     const int64_t plane = out_h * out_w;
+    std::vector<ImagePlan<scalar_t>> plans(batch);
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t n = std::min(std::max<int64_t>(np[i], 0), slots);
-        ttf_image<scalar_t>(bp + i * slots * 4, lp + i * slots, n, num_classes,
-                            out_h, out_w, static_cast<scalar_t>(down_ratio),
-                            static_cast<scalar_t>(alpha), area_process,
-                            hp + i * num_classes * plane, tp + i * 4 * plane,
-                            wp + i * plane);
+        plan_image<scalar_t>(bp + i * slots * 4, lp + i * slots, n, num_classes,
+                             out_h, out_w, static_cast<scalar_t>(down_ratio),
+                             static_cast<scalar_t>(alpha), area_process,
+                             plans[i]);
+      }
+    });
+    // Part c < num_classes is heatmap plane c; part num_classes is
+    // box_target and reg_weight. Tiny maps are not worth a thread each.
+    const int64_t parts = num_classes + 1;
+    const int64_t grain =
+        std::max<int64_t>(1, at::internal::GRAIN_SIZE / plane);
+    at::parallel_for(0, batch * parts, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t i = task / parts, c = task % parts;
+        if (c < num_classes) {
+          draw_heat_plane<scalar_t>(plans[i], c, out_w, plane,
+                                    hp + (i * num_classes + c) * plane);
+        } else {
+          draw_box_planes<scalar_t>(plans[i], bp + i * slots * 4, out_w, plane,
+                                    tp + i * 4 * plane, wp + i * plane);
+        }
       }
     });
   });
