@@ -1,14 +1,15 @@
 // TTFNet training targets on the CPU.
 //
-// Two parallel passes. The first plans each image: the boxes' clipped windows,
-// their 1-D Gaussian rows and columns (the Gaussian is separable, so a pixel
-// is one product and a box's normaliser the product of two sums), the drawing
-// order by decreasing area and the boxes grouped by class. The second runs
-// over (image, part) tasks, a part being one heatmap plane or the image's
-// box_target and reg_weight planes: each task initialises its own planes and
-// draws into them at once, while they are still in cache. Outputs come from
-// at::empty, so the page faults of the large heatmap are taken in parallel,
-// by the thread that then uses the page, with no separate zero-fill pass.
+// The work is split into (image, part) tasks, a part being one heatmap plane
+// or the image's box_target and reg_weight planes. A thread first plans each
+// image it meets: the boxes' windows cut to the map, their 1-D Gaussian rows
+// and columns (the Gaussian is separable, so a pixel is one product and a
+// box's normaliser the product of two sums), the drawing order by decreasing
+// area and the boxes grouped by class. Each task then initialises its own
+// planes and draws into them at once, while they are still in cache. Outputs
+// come from at::empty and each thread maps in its own range of them up front
+// (cpu/prefault.h): there is no separate zero-fill pass, and the page faults
+// of the large heatmap, most of the op's cost, are taken in parallel.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -17,6 +18,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/prefault.h"
 #include "heatmap_checks.h"
 #include "heatmap_targets.h"
 
@@ -77,6 +79,8 @@ void plan_image(const T* boxes, const int64_t* labels, int64_t n,
                 int64_t num_classes, int64_t height, int64_t width,
                 T down_ratio, T alpha, int64_t area_process,
                 ImagePlan<T>& plan) {
+  plan.by_area.clear();
+  plan.table.clear();
   for (int64_t j = 0; j < n; ++j) {
     const T* b = boxes + 4 * j;
     T area;
@@ -186,29 +190,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttf_targets_cpu(
     scalar_t* tp = target.data_ptr<scalar_t>();
     scalar_t* wp = weight.data_ptr<scalar_t>();
     const int64_t plane = out_h * out_w;
-    std::vector<ImagePlan<scalar_t>> plans(batch);
-    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = std::min(std::max<int64_t>(np[i], 0), slots);
-        plan_image<scalar_t>(bp + i * slots * 4, lp + i * slots, n, num_classes,
-                             out_h, out_w, static_cast<scalar_t>(down_ratio),
-                             static_cast<scalar_t>(alpha), area_process,
-                             plans[i]);
-      }
-    });
     // Part c < num_classes is heatmap plane c; part num_classes is
     // box_target and reg_weight. Tiny maps are not worth a thread each.
     const int64_t parts = num_classes + 1;
     const int64_t grain =
         std::max<int64_t>(1, at::internal::GRAIN_SIZE / plane);
     at::parallel_for(0, batch * parts, grain, [&](int64_t begin, int64_t end) {
+      // Tasks run image by image, so [begin, end) covers one contiguous run
+      // of heatmap planes and the box planes of images [i_begin, i_end).
+      const int64_t i_begin = begin / parts, i_end = end / parts;
+      prefault_for_write(hp + (i_begin * num_classes + begin % parts) * plane,
+                         hp + (i_end * num_classes + end % parts) * plane);
+      prefault_for_write(tp + i_begin * 4 * plane, tp + i_end * 4 * plane);
+      prefault_for_write(wp + i_begin * plane, wp + i_end * plane);
+      // Each thread plans the images it meets (one at the edge of another
+      // thread's range is planned by both), reusing one plan's storage.
+      ImagePlan<scalar_t> plan;
+      int64_t planned = -1;
       for (int64_t task = begin; task < end; ++task) {
         const int64_t i = task / parts, c = task % parts;
+        if (i != planned) {
+          const int64_t n = std::min(std::max<int64_t>(np[i], 0), slots);
+          plan_image<scalar_t>(
+              bp + i * slots * 4, lp + i * slots, n, num_classes, out_h, out_w,
+              static_cast<scalar_t>(down_ratio), static_cast<scalar_t>(alpha),
+              area_process, plan);
+          planned = i;
+        }
         if (c < num_classes) {
-          draw_heat_plane<scalar_t>(plans[i], c, out_w, plane,
+          draw_heat_plane<scalar_t>(plan, c, out_w, plane,
                                     hp + (i * num_classes + c) * plane);
         } else {
-          draw_box_planes<scalar_t>(plans[i], bp + i * slots * 4, out_w, plane,
+          draw_box_planes<scalar_t>(plan, bp + i * slots * 4, out_w, plane,
                                     tp + i * 4 * plane, wp + i * plane);
         }
       }
