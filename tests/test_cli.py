@@ -23,6 +23,13 @@ def run(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
+def assert_evaluated(out: str, out_dir: Path) -> None:
+    """test_net.py printed its report and wrote its detections."""
+    assert "mAP" in out and "images/s" in out
+    detections = json.loads(next(out_dir.rglob("detections_*.json")).read_text())
+    assert isinstance(detections, list)
+
+
 @pytest.fixture(scope="module")
 def tiny_voc(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("data") / "shapes"
@@ -94,9 +101,7 @@ def test_train_resume_test_round_trip(tiny_voc, tmp_path):
         str(tmp_path / "out"),
         cwd=tmp_path,
     )
-    assert "mAP" in out and "images/s" in out
-    detections = json.loads(next((tmp_path / "out").rglob("detections_*.json")).read_text())
-    assert isinstance(detections, list)
+    assert_evaluated(out, tmp_path / "out")
     pictures = list((tmp_path / "out").rglob("vis_*/*.jpg"))
     assert len(pictures) == 3
 
@@ -175,3 +180,66 @@ def test_ddp_two_cpu_processes(tiny_voc, tmp_path):
     assert len(saved) == 1
     state = torch.load(saved[0], weights_only=False)
     assert not any(k.startswith("module.") for k in state["model"])
+
+
+@pytest.mark.parametrize(
+    "net,prefix,train_flags,test_flags",
+    [
+        ("vgg16", "faster_rcnn", ["--pooling_mode", "crop", "--cag"], ["--cag"]),
+        ("res50_fpn", "fpn", [], ["--soft_nms"]),
+    ],
+    ids=["c4", "fpn"],
+)
+def test_faster_rcnn_train_test_demo_round_trip(tiny_voc, tmp_path, net, prefix, train_flags, test_flags):
+    tiny = ["--net", net, "--input_size", "64", "--bs", "2", "--nw", "0"]
+    two_iterations = ["--epochs", "1", "--max_iters", "2", "--s", "3", "--save_dir", str(tmp_path / "models")]
+    run(str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *tiny, *train_flags, *two_iterations, cwd=tmp_path)
+    models = sorted((tmp_path / "models").rglob("*.pth"))
+    assert [p.name for p in models] == [f"{prefix}_3_1_2.pth"]
+    state = torch.load(models[0], weights_only=False)
+    assert state["pooling_mode"] == ("crop" if "crop" in train_flags else "align")
+    assert state["class_agnostic"] == ("--cag" in train_flags)
+    assert state["args"]["input_size"] == 64
+
+    check = ["--load_dir", str(tmp_path / "models"), "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2"]
+    out = run(
+        str(ROOT / "test_net.py"),
+        "--dataset",
+        tiny_voc,
+        *tiny,
+        *test_flags,
+        *check,
+        "--output_dir",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
+    assert_evaluated(out, tmp_path / "out")
+
+    images = Path(tiny_voc.removeprefix("voc:")) / "JPEGImages"
+    run(
+        str(ROOT / "demo.py"),
+        "--dataset",
+        tiny_voc,
+        *tiny,
+        *test_flags,
+        *check,
+        "--image_dir",
+        str(images),
+        "--output_dir",
+        str(tmp_path / "demo"),
+        cwd=tmp_path,
+    )
+    assert len(list((tmp_path / "demo").glob("*.jpg"))) == 9
+
+
+def test_two_stage_options_are_rejected_for_ttfnet(tiny_voc, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *TINY, "--cag", "--max_iters", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "class_agnostic apply to the Faster R-CNN nets only" in done.stderr

@@ -280,8 +280,20 @@ def test_photometric_and_normalize(gen):
     assert Normalize()(mean).image.abs().max() < 1e-5
 
 
+def test_two_stage_pipeline_with_ssd_augmentation(gen):
+    pipeline = two_stage_train(64, 100, augment=True)
+    for _ in range(10):
+        sample = _sample(gen, count=4)
+        seed = int(torch.randint(2**31, (), generator=gen))
+        out = pipeline(sample, torch.Generator().manual_seed(seed))
+        again = pipeline(sample, torch.Generator().manual_seed(seed))
+        assert torch.equal(out.image, again.image) and torch.equal(out.boxes, again.boxes)
+        assert min(out.image.shape[1:]) == 64 or max(out.image.shape[1:]) == 100
+        _assert_inside(out)
+
+
 def test_pipeline_deterministic_and_invertible(gen):
-    pipeline = ttfnet_train(96)
+    pipeline = ttfnet_train(96, augment=True)
     seed = int(torch.randint(2**31, (), generator=gen))
     for _ in range(15):
         sample = _sample(gen, count=4)

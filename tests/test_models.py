@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dets.models import NETS, build_detector
+from dets.models import TTFNET_NETS, build_detector
 from dets.models.backbones import DarkNet53, ResNet
 from dets.models.layers import FrozenBatchNorm2d, freeze_batch_norm, load_checkpoint_weights
 from dets.models.losses import giou_loss, heatmap_focal_loss
@@ -86,7 +86,7 @@ def test_frozen_batch_norm_matches_eval_batch_norm():
     torch.testing.assert_close(frozen(x), bn.eval()(x))
 
 
-@pytest.mark.parametrize("net", NETS)
+@pytest.mark.parametrize("net", sorted(TTFNET_NETS))
 def test_ttfnet_output_shapes(net):
     if net in ("ttfnet_r50", "ttfnet_d53"):
         size = 64

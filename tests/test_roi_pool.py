@@ -196,12 +196,15 @@ def test_matches_torchvision(backend_name, device, dtype, gen):
 
 @requires_torchvision
 @requires_extension
-def test_cpu_matches_torchvision_at_scale(gen):
-    x = torch.randn(2, 64, 40, 48, generator=gen)
-    k = 300
-    boxes = random_boxes(k, gen, size=48 * 16.0)
-    rois = torch.cat([torch.randint(0, 2, (k, 1), generator=gen).float(), boxes], dim=1)
-    grad = torch.randn(k, 64, 7, 7, generator=gen)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_matches_torchvision_at_scale(dtype, gen):
+    # 700 RoIs: output and argmax (8.8 MB each in float32) are past the size the kernel puts on
+    # huge pages; 64 channels fill several vector chunks in either dtype.
+    x = torch.randn(2, 64, 40, 48, generator=gen, dtype=dtype)
+    k = 700
+    boxes = random_boxes(k, gen, size=48 * 16.0, dtype=dtype)
+    rois = torch.cat([torch.randint(0, 2, (k, 1), generator=gen).to(dtype), boxes], dim=1)
+    grad = torch.randn(k, 64, 7, 7, generator=gen, dtype=dtype)
     out, gx = forward_backward("cpu", x, rois, 7, 1 / 16, grad)
     xt = x.clone().requires_grad_(True)
     expected = tv.roi_pool(xt, rois, 7, 1 / 16)

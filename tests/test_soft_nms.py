@@ -27,9 +27,18 @@ sizes_for = sizer(SIZES)
 
 def check(got, expected, exact_scores):
     keep, new_scores = got
-    assert torch.equal(keep.cpu(), expected[0])
-    tol = 0 if exact_scores else 1e-6
-    torch.testing.assert_close(new_scores.cpu(), expected[1], rtol=tol, atol=tol)
+    keep, new_scores = keep.cpu(), new_scores.cpu()
+    if exact_scores:
+        assert torch.equal(keep, expected[0])
+        torch.testing.assert_close(new_scores, expected[1], rtol=0, atol=0)
+        return
+    # exp may differ by an ulp between libraries, so two boxes whose scores tie in exact arithmetic
+    # can be selected in either order. Selected scores never increase, so the score sequences still
+    # agree position by position; the kept set and each box's own score must agree as well.
+    torch.testing.assert_close(new_scores, expected[1], rtol=1e-6, atol=1e-6)
+    assert torch.equal(keep.sort().values, expected[0].sort().values)
+    order, expected_order = keep.argsort(), expected[0].argsort()
+    torch.testing.assert_close(new_scores[order], expected[1][expected_order], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKEND_DEVICES)

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "isa_clones.h"
 #include "roi_align_common.h"
 #include "roi_checks.h"
 
@@ -33,22 +34,9 @@ using roi_align_common::sample_coord;
 // Channels per register block of the inner loops.
 constexpr int64_t kBlock = 16;
 
-// The per-RoI channel loops are compiled for AVX-512, AVX2+FMA and baseline
-// x86-64 and picked when the library loads (GCC function multi-versioning), so
-// one build runs everywhere and uses wide vectors where they exist. The sample
-// geometry stays in baseline code: FMA contraction there could move samples.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define DETS_CHANNEL_LOOPS \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DETS_CHANNEL_LOOPS
-#endif
-// The channel loops must be inlined into each clone to get its instructions.
-#if defined(__GNUC__)
-#define DETS_INLINE inline __attribute__((always_inline))
-#else
-#define DETS_INLINE inline
-#endif
+// The per-RoI channel loops are cloned per instruction set (isa_clones.h). The
+// sample geometry stays in baseline code: FMA contraction there could move
+// samples.
 
 // One in-image sample: offsets of its four taps (in elements of the NHWC
 // image, channel 0) and their bilinear weights, in torchvision's order

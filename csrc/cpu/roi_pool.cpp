@@ -2,14 +2,20 @@
 //
 // Forward: the feature map is read channels-last (one copy when it is not
 // already), so the max over a bin's pixels runs as a vectorised compare-select
-// across channels; threads take RoIs. Ties keep the first pixel in row-major
-// order (strict '>'), NaN pixels never win and the running maximum starts at
-// -FLT_MAX, exactly as torchvision's loop.
+// across channels (cloned per instruction set, isa_clones.h); threads take
+// RoIs, and each RoI's [bins, C] results are transposed into the output in
+// register blocks. Ties keep the first pixel in row-major order (strict '>'),
+// NaN pixels never win and the running maximum starts at -FLT_MAX, exactly as
+// torchvision's loop.
 //
 // Backward: deterministic. Threads own disjoint (image, channel block) slices
-// of the gradient, and each slice visits its RoIs in increasing index, bins in
+// of the gradient, zero them and visit their RoIs in increasing index, bins in
 // row-major order: every input gradient is the same ordered sum torchvision's
 // sequential scatter computes, bit for bit, whatever the thread count.
+//
+// The large fresh buffers (output, argmax, input gradient, channels-last copy)
+// are advised onto huge pages (huge_pages.h): at these sizes the page faults
+// of first writes otherwise cost as much as the pooling.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -18,8 +24,11 @@
 #include <atomic>
 #include <cfloat>
 #include <cmath>
+#include <utility>
 #include <vector>
 
+#include "huge_pages.h"
+#include "isa_clones.h"
 #include "roi_checks.h"
 
 namespace dets {
@@ -111,20 +120,27 @@ void check_batch_indices(const at::Tensor& rois, int64_t batch_size) {
   });
 }
 
-// Channels pooled together (128 bytes): their running maxima stay in vector
-// registers while the bin's pixels stream by.
+// Bytes per vector of the channel loops: one AVX register (two SSE2 ones in
+// the baseline clone, where GCC splits the generic vectors).
+constexpr int64_t kVectorBytes = 32;
+
+// Channels pooled together (128 bytes): their running maxima (and argmax
+// offsets) stay in vector registers while the bin's pixels stream by.
 template <typename T>
 constexpr int64_t kChunk = 128 / sizeof(T);
 
 // Max over pixels [h0, h1) x [w0, w1) of `count` <= kChunk<T> channels
-// starting at x_c (channels-last, `channels` apart per pixel).
-template <typename T>
-void bin_max(const T* x_c, int64_t width, int64_t channels, int64_t h0,
-             int64_t h1, int64_t w0, int64_t w1, int64_t count, T* best,
-             int32_t* where) {
+// starting at x_c (channels-last, `channels` apart per pixel); `where` (only
+// with kArgmax) gets the taken pixel's plane offset or -1.
+template <typename T, bool kArgmax>
+DETS_INLINE void bin_max(const T* x_c, int64_t width, int64_t channels,
+                         int64_t h0, int64_t h1, int64_t w0, int64_t w1,
+                         int64_t count, T* best, int32_t* where) {
   for (int64_t j = 0; j < count; ++j) {
     best[j] = static_cast<T>(-FLT_MAX);
-    where[j] = -1;
+    if constexpr (kArgmax) {
+      where[j] = -1;
+    }
   }
   for (int64_t h = h0; h < h1; ++h) {
     for (int64_t w = w0; w < w1; ++w) {
@@ -133,7 +149,9 @@ void bin_max(const T* x_c, int64_t width, int64_t channels, int64_t h0,
       for (int64_t j = 0; j < count; ++j) {
         if (px[j] > best[j]) {
           best[j] = px[j];
-          where[j] = offset;
+          if constexpr (kArgmax) {
+            where[j] = offset;
+          }
         }
       }
     }
@@ -141,31 +159,32 @@ void bin_max(const T* x_c, int64_t width, int64_t channels, int64_t h0,
 }
 
 #if defined(__GNUC__)
-// The same for exactly kChunk<T> channels, in 16-byte vectors (SSE2, NEON)
-// with an integer lane type of the element's width for the compare masks.
+// Generic vectors of kVectorBytes, and for T an integer lane type of its
+// width for the compare masks.
+template <typename E>
+struct Vec {
+  typedef E V __attribute__((vector_size(kVectorBytes)));
+};
 template <typename T>
-struct Lanes;
+struct Mask;
 template <>
-struct Lanes<float> {
+struct Mask<float> {
   typedef int32_t I;
-  typedef float V __attribute__((vector_size(16)));
-  typedef int32_t M __attribute__((vector_size(16)));
 };
 template <>
-struct Lanes<double> {
+struct Mask<double> {
   typedef int64_t I;
-  typedef double V __attribute__((vector_size(16)));
-  typedef int64_t M __attribute__((vector_size(16)));
 };
 
-template <typename T>
-void bin_max_chunk(const T* x_c, int64_t width, int64_t channels, int64_t h0,
-                   int64_t h1, int64_t w0, int64_t w1, T* best_out,
-                   int32_t* where_out) {
-  using V = typename Lanes<T>::V;
-  using M = typename Lanes<T>::M;
-  using I = typename Lanes<T>::I;
-  constexpr int kLanes = 16 / sizeof(T);
+// bin_max for exactly kChunk<T> channels, as vector compare-selects.
+template <typename T, bool kArgmax>
+DETS_INLINE void bin_max_chunk(const T* x_c, int64_t width, int64_t channels,
+                               int64_t h0, int64_t h1, int64_t w0, int64_t w1,
+                               T* best_out, int32_t* where_out) {
+  using I = typename Mask<T>::I;
+  using V = typename Vec<T>::V;
+  using M = typename Vec<I>::V;
+  constexpr int kLanes = kVectorBytes / sizeof(T);
   constexpr int kVectors = kChunk<T> / kLanes;
   V best[kVectors];
   M where[kVectors];
@@ -181,19 +200,214 @@ void bin_max_chunk(const T* x_c, int64_t width, int64_t channels, int64_t h0,
         V v;
         __builtin_memcpy(&v, px + j * kLanes, sizeof(V));
         const M greater = v > best[j];  // all-ones lanes where strictly greater
-        best[j] = (V)(((M)v & greater) | ((M)best[j] & ~greater));
-        where[j] = (offset & greater) | (where[j] & ~greater);
+        best[j] = greater ? v : best[j];
+        if constexpr (kArgmax) {
+          where[j] = greater ? offset : where[j];
+        }
       }
     }
   }
-  for (int j = 0; j < kVectors; ++j) {
-    for (int l = 0; l < kLanes; ++l) {
-      best_out[j * kLanes + l] = best[j][l];
-      where_out[j * kLanes + l] = static_cast<int32_t>(where[j][l]);
+  __builtin_memcpy(best_out, best, sizeof(best));
+  if constexpr (kArgmax) {
+    typedef int32_t W __attribute__((vector_size(kLanes * sizeof(int32_t))));
+    for (int j = 0; j < kVectors; ++j) {
+      const W narrow = __builtin_convertvector(where[j], W);
+      __builtin_memcpy(where_out + j * kLanes, &narrow, sizeof(W));
     }
   }
 }
+
+// One step of an in-register transpose of kLanes rows: swaps bit B of the
+// row index with bit B of the column index between rows a and b (= a + B).
+template <typename E, int B, size_t... J>
+DETS_INLINE void swap_index_bit(typename Vec<E>::V& a, typename Vec<E>::V& b,
+                                std::index_sequence<J...>) {
+  constexpr int64_t kLanes = sizeof...(J);
+  const typename Vec<E>::V lo =
+      __builtin_shufflevector(a, b, ((J & B) ? kLanes + J - B : J)...);
+  const typename Vec<E>::V hi =
+      __builtin_shufflevector(a, b, ((J & B) ? kLanes + J : J + B)...);
+  a = lo;
+  b = hi;
+}
+
+template <typename E, int B>
+DETS_INLINE void swap_index_bits(typename Vec<E>::V* rows) {
+  constexpr int64_t kLanes = kVectorBytes / sizeof(E);
+  if constexpr (B < kLanes) {
+#pragma GCC unroll 8
+    for (int64_t i = 0; i < kLanes; ++i) {
+      if ((i & B) == 0) {
+        swap_index_bit<E, B>(rows[i], rows[i + B],
+                             std::make_index_sequence<kLanes>());
+      }
+    }
+    swap_index_bits<E, 2 * B>(rows);
+  }
+}
+
+// dst[c * dst_stride + r] = src[r * src_stride + c] for a square block of
+// kLanes x kLanes elements.
+template <typename E>
+DETS_INLINE void transpose_block(const E* src, int64_t src_stride, E* dst,
+                                 int64_t dst_stride) {
+  constexpr int64_t kLanes = kVectorBytes / sizeof(E);
+  typename Vec<E>::V rows[kLanes];
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < kLanes; ++i) {
+    __builtin_memcpy(&rows[i], src + i * src_stride, kVectorBytes);
+  }
+  swap_index_bits<E, 1>(rows);
+#pragma GCC unroll 8
+  for (int64_t i = 0; i < kLanes; ++i) {
+    __builtin_memcpy(dst + i * dst_stride, &rows[i], kVectorBytes);
+  }
+}
 #endif
+
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols,
+// in register-sized square blocks where they fit.
+template <typename E>
+DETS_INLINE void transpose(const E* src, int64_t rows, int64_t cols,
+                           int64_t src_stride, E* dst, int64_t dst_stride) {
+  int64_t c0 = 0;
+#if defined(__GNUC__)
+  constexpr int64_t kLanes = kVectorBytes / sizeof(E);
+  const int64_t block_rows = rows / kLanes * kLanes;
+  for (; c0 + kLanes <= cols; c0 += kLanes) {
+    for (int64_t r0 = 0; r0 < block_rows; r0 += kLanes) {
+      transpose_block(src + r0 * src_stride + c0, src_stride,
+                      dst + c0 * dst_stride + r0, dst_stride);
+    }
+    for (int64_t r = block_rows; r < rows; ++r) {
+      for (int64_t c = c0; c < c0 + kLanes; ++c) {
+        dst[c * dst_stride + r] = src[r * src_stride + c];
+      }
+    }
+  }
+#endif
+  for (; c0 < cols; ++c0) {
+    for (int64_t r = 0; r < rows; ++r) {
+      dst[c0 * dst_stride + r] = src[r * src_stride + c0];
+    }
+  }
+}
+
+DETS_CHANNEL_LOOPS void transpose_mv(const float* src, int64_t rows,
+                                     int64_t cols, int64_t src_stride,
+                                     float* dst, int64_t dst_stride) {
+  transpose(src, rows, cols, src_stride, dst, dst_stride);
+}
+
+DETS_CHANNEL_LOOPS void transpose_mv(const double* src, int64_t rows,
+                                     int64_t cols, int64_t src_stride,
+                                     double* dst, int64_t dst_stride) {
+  transpose(src, rows, cols, src_stride, dst, dst_stride);
+}
+
+// Pixels per task of the channels-last copy: 64 KB of float32 at 256 channels.
+constexpr int64_t kPixelsPerTask = 64;
+
+// nhwc = input for a contiguous NCHW input: each image's [C, H * W] matrix
+// transposed in register blocks, threads taking pixel ranges (torch's
+// generic strided copy moves this permutation element by element).
+template <typename T>
+void to_channels_last(const at::Tensor& input, at::Tensor& nhwc) {
+  const int64_t channels = input.size(1);
+  const int64_t pixels = input.size(2) * input.size(3);
+  const int64_t tasks = (pixels + kPixelsPerTask - 1) / kPixelsPerTask;
+  const T* src = input.data_ptr<T>();
+  T* dst = nhwc.data_ptr<T>();
+  at::parallel_for(
+      0, input.size(0) * tasks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t n = t / tasks;
+          const int64_t p0 = (t % tasks) * kPixelsPerTask;
+          const int64_t p1 = std::min(pixels, p0 + kPixelsPerTask);
+          transpose_mv(src + n * channels * pixels + p0, channels, p1 - p0,
+                       pixels, dst + (n * pixels + p0) * channels, channels);
+        }
+      });
+}
+
+// One RoI's pooling geometry: its bins' clipped [lo, hi) pixel ranges.
+struct RoIWindows {
+  const int64_t* hs;  // 2 * pooled_h
+  const int64_t* ws;  // 2 * pooled_w
+  int64_t pooled_h, pooled_w;
+};
+
+// Pools one valid RoI of image x_n ([H, W, C] channels-last) into out_k
+// ([C, PH, PW]) and, with kArgmax, arg_k; tile_v/tile_a are [PH * PW, C]
+// scratch. Bin after bin, every channel chunk of the bin's pixels: each
+// pixel's channel row is then read front to back (prefetcher-friendly), and
+// the tile is transposed into the output at the end.
+template <typename T, bool kArgmax>
+DETS_INLINE void pool_roi(const T* x_n, int64_t width, int64_t channels,
+                          const RoIWindows& roi, T* tile_v, int32_t* tile_a,
+                          T* out_k, int32_t* arg_k) {
+  constexpr int64_t chunk = kChunk<T>;
+  for (int64_t ph = 0; ph < roi.pooled_h; ++ph) {
+    const int64_t h0 = roi.hs[2 * ph], h1 = roi.hs[2 * ph + 1];
+    for (int64_t pw = 0; pw < roi.pooled_w; ++pw) {
+      const int64_t w0 = roi.ws[2 * pw], w1 = roi.ws[2 * pw + 1];
+      const int64_t bin = ph * roi.pooled_w + pw;
+      T* tv = tile_v + bin * channels;
+      int32_t* ta = kArgmax ? tile_a + bin * channels : nullptr;
+      if (h1 <= h0 || w1 <= w0) {
+        std::fill(tv, tv + channels, T(0));
+        if constexpr (kArgmax) {
+          std::fill(ta, ta + channels, -1);
+        }
+        continue;
+      }
+      int64_t c0 = 0;
+#if defined(__GNUC__)
+      for (; c0 + chunk <= channels; c0 += chunk) {
+        bin_max_chunk<T, kArgmax>(x_n + c0, width, channels, h0, h1, w0, w1,
+                                  tv + c0, kArgmax ? ta + c0 : nullptr);
+      }
+#endif
+      for (; c0 < channels; c0 += chunk) {
+        bin_max<T, kArgmax>(x_n + c0, width, channels, h0, h1, w0, w1,
+                            std::min(chunk, channels - c0), tv + c0,
+                            kArgmax ? ta + c0 : nullptr);
+      }
+    }
+  }
+  const int64_t bins = roi.pooled_h * roi.pooled_w;
+  transpose(tile_v, bins, channels, channels, out_k, bins);
+  if constexpr (kArgmax) {
+    transpose(tile_a, bins, channels, channels, arg_k, bins);
+  }
+}
+
+// pool_roi with or without the argmax, as arg_k asks; each clone below gets
+// both variants inlined.
+template <typename T>
+DETS_INLINE void pool_roi_any(const T* x_n, int64_t width, int64_t channels,
+                              const RoIWindows& roi, T* tile_v, int32_t* tile_a,
+                              T* out_k, int32_t* arg_k) {
+  if (arg_k != nullptr) {
+    pool_roi<T, true>(x_n, width, channels, roi, tile_v, tile_a, out_k, arg_k);
+  } else {
+    pool_roi<T, false>(x_n, width, channels, roi, tile_v, tile_a, out_k, arg_k);
+  }
+}
+
+DETS_CHANNEL_LOOPS void pool_roi_mv(const float* x_n, int64_t width,
+                                    int64_t channels, const RoIWindows& roi,
+                                    float* tile_v, int32_t* tile_a,
+                                    float* out_k, int32_t* arg_k) {
+  pool_roi_any(x_n, width, channels, roi, tile_v, tile_a, out_k, arg_k);
+}
+
+DETS_CHANNEL_LOOPS void pool_roi_mv(const double* x_n, int64_t width,
+                                    int64_t channels, const RoIWindows& roi,
+                                    double* tile_v, int32_t* tile_a,
+                                    double* out_k, int32_t* arg_k) {
+  pool_roi_any(x_n, width, channels, roi, tile_v, tile_a, out_k, arg_k);
+}
 
 template <typename T>
 void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
@@ -207,15 +421,12 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   const T* r = rois.data_ptr<T>();
   T* out = output.data_ptr<T>();
   int32_t* arg = argmax.numel() > 0 ? argmax.data_ptr<int32_t>() : nullptr;
-  constexpr int64_t chunk = kChunk<T>;
 
   parallel_blocks(rois.size(0), 4, [&](int64_t begin, int64_t end) {
-    // Bin after bin, every channel chunk of the bin's pixels: each pixel's
-    // channel row is then read front to back (prefetcher-friendly), and the
-    // [PH * PW, C] results are transposed into output's [C, PH * PW] per RoI.
     std::vector<int64_t> hs(2 * pooled_h), ws(2 * pooled_w);
     std::vector<T> tile_v(bins * channels);
-    std::vector<int32_t> tile_a(bins * channels);
+    std::vector<int32_t> tile_a(arg != nullptr ? bins * channels : 0);
+    const RoIWindows windows{hs.data(), ws.data(), pooled_h, pooled_w};
     for (int64_t k = begin; k < end; ++k) {
       const RoIBins<T> roi = roi_bins(r + 5 * k, scale, pooled_h, pooled_w);
       T* out_k = out + k * channels * bins;
@@ -235,45 +446,8 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
         bin_range(pw, roi.bin_w, roi.start_w, width, &ws[2 * pw],
                   &ws[2 * pw + 1]);
       }
-      const T* x_n = x + roi.batch * height * width * channels;
-      for (int64_t ph = 0; ph < pooled_h; ++ph) {
-        const int64_t h0 = hs[2 * ph], h1 = hs[2 * ph + 1];
-        for (int64_t pw = 0; pw < pooled_w; ++pw) {
-          const int64_t w0 = ws[2 * pw], w1 = ws[2 * pw + 1];
-          T* tv = tile_v.data() + (ph * pooled_w + pw) * channels;
-          int32_t* ta = tile_a.data() + (ph * pooled_w + pw) * channels;
-          if (h1 <= h0 || w1 <= w0) {
-            std::fill(tv, tv + channels, T(0));
-            std::fill(ta, ta + channels, -1);
-            continue;
-          }
-          int64_t c0 = 0;
-#if defined(__GNUC__)
-          for (; c0 + chunk <= channels; c0 += chunk) {
-            bin_max_chunk<T>(x_n + c0, width, channels, h0, h1, w0, w1,
-                             tv + c0, ta + c0);
-          }
-#endif
-          for (; c0 < channels; c0 += chunk) {
-            bin_max<T>(x_n + c0, width, channels, h0, h1, w0, w1,
-                       std::min(chunk, channels - c0), tv + c0, ta + c0);
-          }
-        }
-      }
-      // Blocks of 16 channels: contiguous tile reads, 16 output rows written.
-      for (int64_t c0 = 0; c0 < channels; c0 += 16) {
-        const int64_t c1 = std::min(channels, c0 + 16);
-        for (int64_t p = 0; p < bins; ++p) {
-          for (int64_t c = c0; c < c1; ++c) {
-            out_k[c * bins + p] = tile_v[p * channels + c];
-          }
-        }
-        for (int64_t p = 0; arg_k != nullptr && p < bins; ++p) {
-          for (int64_t c = c0; c < c1; ++c) {
-            arg_k[c * bins + p] = tile_a[p * channels + c];
-          }
-        }
-      }
+      pool_roi_mv(x + roi.batch * height * width * channels, width, channels,
+                  windows, tile_v.data(), tile_a.data(), out_k, arg_k);
     }
   });
 }
@@ -289,12 +463,25 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
   at::Tensor argmax =
       with_argmax ? at::empty_like(output, output.options().dtype(at::kInt))
                   : at::empty({0}, output.options().dtype(at::kInt));
+  advise_huge_pages(output);
+  advise_huge_pages(argmax);
   if (output.numel() == 0) {
     return {output, argmax};
   }
   const at::Tensor rois_c = rois.contiguous();
   check_batch_indices(rois_c, input.size(0));
-  const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor x = input;
+  if (!input.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    x = at::empty(input.sizes(), input.options().memory_format(
+                                     at::MemoryFormat::ChannelsLast));
+    advise_huge_pages(x);
+    if (input.is_contiguous()) {
+      AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_nhwc",
+                                 [&] { to_channels_last<scalar_t>(input, x); });
+    } else {
+      x.copy_(input);
+    }
+  }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_cpu", [&] {
     forward_impl<scalar_t>(x, rois_c, static_cast<scalar_t>(spatial_scale),
                            pooled_height, pooled_width, output, argmax);
@@ -346,6 +533,10 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois,
       const int64_t n = t / blocks_per_image;
       const int64_t c0 = (t % blocks_per_image) * block;
       const int64_t c1 = std::min(channels, c0 + block);
+      // The owner zeroes its planes: first touch by the thread that sums
+      // into them, while they are about to be in its cache anyway.
+      T* gin_block = gin + (n * channels + c0) * plane;
+      std::fill(gin_block, gin_block + (c1 - c0) * plane, T(0));
       for (int64_t i = first[n]; i < first[n + 1]; ++i) {
         const int64_t k = order[i];
         for (int64_t c = c0; c < c1; ++c) {
@@ -371,11 +562,16 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                                  int64_t channels, int64_t height,
                                  int64_t width) {
   roi_checks::check_roi_pool_backward(grad, rois, argmax, channels);
+  if (grad.numel() == 0) {
+    return at::zeros({batch_size, channels, height, width}, grad.options());
+  }
+  // Not zeroed here: backward_impl zeroes each block of planes in parallel.
   at::Tensor grad_input =
-      at::zeros({batch_size, channels, height, width}, grad.options());
-  if (grad.numel() == 0 || grad_input.numel() == 0) {
+      at::empty({batch_size, channels, height, width}, grad.options());
+  if (grad_input.numel() == 0) {
     return grad_input;
   }
+  advise_huge_pages(grad_input);
   const at::Tensor rois_c = rois.contiguous();
   check_batch_indices(rois_c, batch_size);
   const at::Tensor argmax_c = argmax.contiguous();

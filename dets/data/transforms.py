@@ -359,11 +359,16 @@ class Normalize:
         return f"Normalize(mean={self.mean}, std={self.std})"
 
 
-def ttfnet_train(input_size=512, augment: bool = True) -> Compose:
+def ssd_augmentation() -> list:
+    """SSD's photometric distortion, expand (1-4x) and min-IoU crop (min crop 0.3), as in TTFNet's
+    ``*_aug_*`` configurations."""
+    return [PhotometricDistortion(), Expand(), MinIoURandomCrop()]
+
+
+def ttfnet_train(input_size=512, augment: bool = False) -> Compose:
     """TTFNet training: [SSD augmentation,] resize to input_size (int or (h, w)) ignoring the
-    aspect ratio, flip 1/2, normalise. ``augment`` adds photometric distortion, expand (1-4x)
-    and the min-IoU crop (min crop 0.3), as in TTFNet's ``*_aug_*`` configurations."""
-    ssd = [PhotometricDistortion(), Expand(), MinIoURandomCrop()] if augment else []
+    aspect ratio, flip 1/2, normalise."""
+    ssd = ssd_augmentation() if augment else []
     return Compose([*ssd, Resize(input_size), RandomHorizontalFlip(0.5), Normalize()])
 
 
@@ -372,9 +377,11 @@ def ttfnet_test(input_size=512) -> Compose:
     return Compose([Resize(input_size), Normalize()])
 
 
-def two_stage_train(min_size: int = 600, max_size: int = 1000) -> Compose:
-    """Faster R-CNN training: shorter side min_size (longer at most max_size), flip 1/2, normalise."""
-    return Compose([Resize(min_size=min_size, max_size=max_size), RandomHorizontalFlip(0.5), Normalize()])
+def two_stage_train(min_size: int = 600, max_size: int = 1000, augment: bool = False) -> Compose:
+    """Faster R-CNN training: [SSD augmentation,] shorter side min_size (longer at most max_size),
+    flip 1/2, normalise."""
+    ssd = ssd_augmentation() if augment else []
+    return Compose([*ssd, Resize(min_size=min_size, max_size=max_size), RandomHorizontalFlip(0.5), Normalize()])
 
 
 def two_stage_test(min_size: int = 600, max_size: int = 1000) -> Compose:

@@ -7,6 +7,8 @@ options are real flags, and --lr_decay_step lists the epochs at which the rate d
 
 import argparse
 
+from dets.models import POOLING_MODES
+
 
 def _epochs(text: str) -> list[int]:
     try:
@@ -32,7 +34,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="pascal_voc, pascal_voc_0712, coco, shapes, voc:ROOT[:TRAIN:TEST] or "
         "coco:IMAGES:JSON[:TEST_IMAGES:TEST_JSON]",
     )
-    parser.add_argument("--net", default="ttfnet_r18", help="detector, e.g. ttfnet_r18 ttfnet_r34 ttfnet_d53")
+    parser.add_argument(
+        "--net",
+        default="ttfnet_r18",
+        help="detector: ttfnet_r18 ttfnet_r34 ttfnet_r50 ttfnet_d53 (TTFNet), vgg16 res50 res101 (Faster R-CNN "
+        "C4), detnet59 res50_fpn (Faster R-CNN FPN)",
+    )
     parser.add_argument("--data_dir", default="data", help="where named datasets live")
     parser.add_argument("--cuda", action="store_true", help="run on the GPU")
     parser.add_argument("--nw", type=int, default=2, help="data-loader worker processes")
@@ -41,7 +48,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--input_size",
         type=_positive_int,
         default=None,
-        help="network input side in pixels (training default 512; testing: the checkpoint's)",
+        help="TTFNet: side of the square input (default 512); Faster R-CNN: shorter image side, longer side "
+        "at most 5/3 of it (default 600, i.e. 600/1000). Testing defaults to the checkpoint's",
+    )
+    parser.add_argument(
+        "--cag",
+        dest="class_agnostic",
+        action="store_true",
+        help="Faster R-CNN: class-agnostic box regression (testing: must match the checkpoint)",
     )
 
 
@@ -53,7 +67,12 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--disp_interval", type=_positive_int, default=20, help="iterations between log lines")
     parser.add_argument("--save_dir", default="models", help="where checkpoints go")
     parser.add_argument("--o", dest="optimizer", choices=("sgd", "adam"), default="sgd", help="optimizer")
-    parser.add_argument("--lr", type=float, default=None, help="base learning rate (sgd 0.016, adam 2e-3)")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="base learning rate (TTFNet: sgd 0.016, adam 2e-3; Faster R-CNN: sgd 0.001 x --bs, adam 1e-4 x --bs)",
+    )
     parser.add_argument(
         "--lr_decay_step",
         type=_epochs,
@@ -62,8 +81,17 @@ def train_parser() -> argparse.ArgumentParser:
         "(default: 3/4 and 11/12 of --epochs)",
     )
     parser.add_argument("--lr_decay_gamma", type=float, default=0.1)
-    parser.add_argument("--wd", type=float, default=4e-4, help="weight decay")
+    parser.add_argument(
+        "--wd", type=float, default=None, help="weight decay (TTFNet 4e-4; Faster R-CNN 1e-4, vgg16 5e-4)"
+    )
     parser.add_argument("--warmup_iters", type=int, default=500, help="linear warm-up iterations (from lr/5)")
+    parser.add_argument(
+        "--aug",
+        choices=("flip", "ssd"),
+        default="flip",
+        help="training augmentation: flip (resize + flip, TTFNet's base configs) or ssd (+ photometric "
+        "distortion, expand and min-IoU crop, TTFNet's *_aug_* configs)",
+    )
     parser.add_argument("--clip_grad", type=float, default=35.0, help="max gradient norm (0: off)")
     parser.add_argument("--s", dest="session", type=int, default=1, help="training session number")
     parser.add_argument("--r", dest="resume", action="store_true", help="resume from a checkpoint")
@@ -76,7 +104,19 @@ def train_parser() -> argparse.ArgumentParser:
         "--mGPUs", action="store_true", help="train on every visible GPU (re-launches itself under torchrun)"
     )
     parser.add_argument("--pretrained", default=None, help="ImageNet checkpoint for the backbone")
-    parser.add_argument("--frozen_stages", type=int, default=-1, help="backbone stages to freeze (-1: none)")
+    parser.add_argument(
+        "--frozen_stages",
+        type=int,
+        default=None,
+        help="backbone stages to freeze (-1: none; default -1, or 1 with frozen BatchNorms for a Faster R-CNN "
+        "net given --pretrained, as the seeds)",
+    )
+    parser.add_argument(
+        "--pooling_mode",
+        choices=POOLING_MODES,
+        default=None,
+        help="Faster R-CNN RoI features: align (default), pool or crop; resuming keeps the checkpoint's",
+    )
     parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 on GPU, bf16 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -99,4 +139,7 @@ def test_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_per_image", type=_positive_int, default=100)
     parser.add_argument("--output_dir", default="output", help="where detections and pictures go")
     parser.add_argument("--split", default=None, help="dataset split to evaluate (default: the test split)")
+    parser.add_argument(
+        "--soft_nms", action="store_true", help="Faster R-CNN: DetNet's Soft-NMS (linear) instead of NMS at 0.3"
+    )
     return parser

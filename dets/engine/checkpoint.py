@@ -1,7 +1,10 @@
 """Checkpoints in the faster-rcnn.pytorch naming scheme, written atomically.
 
-``{save_dir}/{net}/{dataset}/{net}_{session}_{epoch}_{step}.pth`` holding the model, the
-optimizer, the LR scheduler, the epoch and step reached, the arguments and the class names.
+``{save_dir}/{net}/{dataset}/{prefix}_{session}_{epoch}_{step}.pth`` holding the model, the
+optimizer, the LR scheduler, the epoch and step reached, the arguments and the class names (and
+for Faster R-CNN its pooling_mode and class_agnostic). The prefix is the net's name for TTFNet,
+``faster_rcnn`` for the C4 nets and ``fpn`` for the FPN nets, as faster-rcnn.pytorch and DetNet
+name theirs.
 """
 
 import os
@@ -11,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from dets.models import checkpoint_prefix
+
 
 def dataset_dirname(dataset: str) -> str:
     """A directory name for a dataset spec (user specs like voc:/a/b hold slashes)."""
@@ -18,7 +23,8 @@ def dataset_dirname(dataset: str) -> str:
 
 
 def checkpoint_path(save_dir: str, net: str, dataset: str, session: int, epoch: int, step: int) -> Path:
-    return Path(save_dir) / net / dataset_dirname(dataset) / f"{net}_{session}_{epoch}_{step}.pth"
+    name = f"{checkpoint_prefix(net)}_{session}_{epoch}_{step}.pth"
+    return Path(save_dir) / net / dataset_dirname(dataset) / name
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -10,7 +10,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from dets.data import build_dataset
-from dets.data.transforms import ttfnet_test
 from dets.evaluation import (
     coco_evaluate,
     detections_to_coco_json,
@@ -25,6 +24,7 @@ from dets.visualize import draw_detections, save_image
 from .args import test_parser
 from .checkpoint import checkpoint_path, dataset_dirname, load_checkpoint
 from .inference import run_inference
+from .recipe import default_input_size, test_transforms
 
 VIS_SCORE = 0.3
 
@@ -42,7 +42,16 @@ def load_model(args, device: torch.device):
     if net != args.net:
         sys.exit(f"{path} holds a {net}, not the --net {args.net} asked for")
     class_names = state["class_names"]
-    model = build_detector(net, len(class_names))
+    class_agnostic = state.get("class_agnostic", False)
+    if args.class_agnostic and not class_agnostic:
+        sys.exit(f"--cag given but {path} was trained with class-specific box regression")
+    model = build_detector(
+        net,
+        len(class_names),
+        pooling_mode=state.get("pooling_mode"),
+        class_agnostic=class_agnostic,
+        soft_nms=args.soft_nms,
+    )
     model.load_state_dict(state["model"])
     return model.to(device).eval(), class_names, state.get("args", {}), path
 
@@ -52,9 +61,9 @@ def main(args) -> dict:
         sys.exit("--cuda given but no GPU is visible")
     device = torch.device("cuda" if args.cuda else "cpu")
     model, class_names, train_args, path = load_model(args, device)
-    input_size = args.input_size or train_args.get("input_size", 512)
+    input_size = args.input_size or train_args.get("input_size", default_input_size(args.net))
     dataset = build_dataset(
-        args.dataset, args.split or "test", data_dir=args.data_dir, transforms=ttfnet_test(input_size)
+        args.dataset, args.split or "test", data_dir=args.data_dir, transforms=test_transforms(args.net, input_size)
     )
     if list(dataset.class_names) != list(class_names):
         sys.exit(f"{path} was trained on {class_names}, but {args.dataset} has {list(dataset.class_names)}")

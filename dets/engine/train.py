@@ -12,16 +12,14 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from dets.data import build_dataset, collate
-from dets.data.transforms import ttfnet_train
-from dets.models import build_detector
+from dets.models import DEFAULT_POOLING_MODE, build_detector, is_two_stage
 
 from .args import train_parser
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .distributed import barrier, cleanup, init_distributed, is_main_process
+from .recipe import default_freezing, default_input_size, default_lr, default_weight_decay, train_transforms
 from .schedule import build_scheduler
 from .trainer import build_optimizer, train_one_epoch
-
-DEFAULT_LR = {"sgd": 0.016, "adam": 2e-3}
 
 
 def _relaunch_under_torchrun() -> None:
@@ -50,8 +48,12 @@ def main(args) -> dict:
     rank, world_size, local_rank = init_distributed(device_type)
     device = torch.device("cuda", local_rank) if args.cuda else torch.device("cpu")
     seed_everything(args.seed + rank)
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    input_size = args.input_size or 512
+    lr = args.lr if args.lr is not None else default_lr(args.net, args.optimizer, args.bs)
+    weight_decay = args.wd if args.wd is not None else default_weight_decay(args.net)
+    input_size = args.input_size or default_input_size(args.net)
+    frozen_stages, frozen_bn = default_freezing(args.net, args.pretrained)
+    if args.frozen_stages is not None:
+        frozen_stages = args.frozen_stages
     decay = args.lr_decay_step
     if decay is None:
         # The seeds' 1x schedule (decay after epochs 9 and 11 of 12), scaled to --epochs.
@@ -60,11 +62,33 @@ def main(args) -> dict:
     if is_main_process():
         build_dataset(args.dataset, "train", data_dir=args.data_dir)  # generates `shapes` once
     barrier()
-    dataset = build_dataset(args.dataset, "train", data_dir=args.data_dir, transforms=ttfnet_train(input_size))
-    class_names = list(dataset.class_names)
-    model = build_detector(args.net, len(class_names), pretrained=args.pretrained, frozen_stages=args.frozen_stages).to(
-        device
+    dataset = build_dataset(
+        args.dataset,
+        "train",
+        data_dir=args.data_dir,
+        transforms=train_transforms(args.net, input_size, augment=args.aug == "ssd"),
     )
+    class_names = list(dataset.class_names)
+    resume_path = state = None
+    if args.resume:
+        resume_path = checkpoint_path(
+            args.load_dir or args.save_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
+        )
+        state = load_checkpoint(resume_path)
+    # Faster R-CNN's RoI settings shape the model, so a resumed run keeps the checkpoint's (as the seeds).
+    model_options = {"pooling_mode": args.pooling_mode, "class_agnostic": args.class_agnostic}
+    if is_two_stage(args.net):
+        model_options["pooling_mode"] = args.pooling_mode or DEFAULT_POOLING_MODE
+        if state is not None:
+            model_options = {k: state.get(k, v) for k, v in model_options.items()}
+    model = build_detector(
+        args.net,
+        len(class_names),
+        pretrained=args.pretrained,
+        frozen_stages=frozen_stages,
+        frozen_bn=frozen_bn,
+        **model_options,
+    ).to(device)
     criterion = model.loss
 
     if world_size > 1:
@@ -84,7 +108,7 @@ def main(args) -> dict:
     )
     iters_per_epoch = min(len(loader), args.max_iters or len(loader))
 
-    optimizer = build_optimizer(model, args.optimizer, lr, args.wd)
+    optimizer = build_optimizer(model, args.optimizer, lr, weight_decay)
     scheduler = build_scheduler(
         optimizer,
         iters_per_epoch=iters_per_epoch,
@@ -94,11 +118,8 @@ def main(args) -> dict:
         gamma=args.lr_decay_gamma,
     )
     start_epoch = args.start_epoch
-    if args.resume:
-        path = checkpoint_path(
-            args.load_dir or args.save_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
-        )
-        state = load_checkpoint(path)
+    if state is not None:
+        path = resume_path
         if state.get("class_names") != class_names:
             sys.exit(f"{path} was trained on classes {state.get('class_names')}, this dataset has {class_names}")
         model.load_state_dict(state["model"])
@@ -169,7 +190,9 @@ def main(args) -> dict:
                     "scheduler": scheduler.state_dict(),
                     "epoch": epoch,
                     "step": iters_per_epoch,
-                    "args": vars(args) | {"input_size": input_size, "lr": lr, "lr_decay_step": decay},
+                    "args": vars(args)
+                    | {"input_size": input_size, "lr": lr, "wd": weight_decay, "lr_decay_step": decay},
+                    **model_options,
                     "class_names": class_names,
                     "net": args.net,
                     "rng": {"torch": torch.get_rng_state()},

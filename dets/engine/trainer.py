@@ -61,9 +61,11 @@ def train_one_epoch(
 ) -> dict:
     """Train for one pass over `loader`.
 
-    `criterion(outputs, targets)` returns a dict of losses with the total under "loss". A step
-    whose loss is not finite is skipped (weights and schedule untouched) with a message; `max_bad_steps`
-    of them in a row stop training with NonFiniteLoss rather than carry on blindly.
+    The model is called as ``model(images, targets)`` (Faster R-CNN samples its regions from the
+    targets inside forward, where DistributedDataParallel sees it). `criterion(outputs, targets)`
+    returns a dict of losses with the total under "loss". A step whose loss is not finite is
+    skipped (weights and schedule untouched) with a message; `max_bad_steps` of them in a row
+    stop training with NonFiniteLoss rather than carry on blindly.
     """
     model.train()
     bad_in_a_row = skipped = good_steps = 0
@@ -76,7 +78,7 @@ def train_one_epoch(
             break
         images = images.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            outputs = model(images)
+            outputs = model(images, targets)
         losses = criterion(outputs, targets)
         loss = losses["loss"]
         if not torch.isfinite(all_reduce_mean(loss.detach())):

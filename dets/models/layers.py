@@ -50,11 +50,13 @@ def freeze_batch_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def freeze(module: nn.Module) -> None:
-    """Stop gradients to every parameter of `module` and keep its BatchNorms in eval mode."""
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradients to every parameter of `module` and keep its BatchNorms in eval mode.
+
+    Returns `module`, or its replacement when `module` is itself a BatchNorm2d."""
     for p in module.parameters():
         p.requires_grad_(False)
-    freeze_batch_norm(module)
+    return freeze_batch_norm(module)
 
 
 def load_checkpoint_weights(model: nn.Module, path: str, drop_prefixes: tuple[str, ...] = ()) -> list[str]:
@@ -65,6 +67,13 @@ def load_checkpoint_weights(model: nn.Module, path: str, drop_prefixes: tuple[st
     (e.g. a classifier). Keys whose shapes differ are an error naming them. Returns the
     model's keys that the file did not provide.
     """
+    return load_checkpoint_report(model, path, drop_prefixes)[0]
+
+
+def load_checkpoint_report(
+    model: nn.Module, path: str, drop_prefixes: tuple[str, ...] = ()
+) -> tuple[list[str], list[str]]:
+    """`load_checkpoint_weights`, returning (the model's keys the file lacks, the file's keys the model lacks)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -86,7 +95,8 @@ def load_checkpoint_weights(model: nn.Module, path: str, drop_prefixes: tuple[st
     if not matched:
         raise RuntimeError(f"{path}: none of its {len(state)} keys match the model")
     result = model.load_state_dict(state, strict=False)
-    return [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    return missing, list(result.unexpected_keys)
 
 
 def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, act: nn.Module | None = None):

@@ -1,4 +1,4 @@
-"""Losses of the anchor-free heads (CornerNet/CenterNet/TTFNet)."""
+"""Losses: the anchor-free heads' (CornerNet/CenterNet/TTFNet) and Fast R-CNN's smooth L1."""
 
 import torch
 
@@ -47,3 +47,13 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, pl
     enclose = enclose_wh[:, 0] * enclose_wh[:, 1]
     giou = inter / union.clamp(min=1e-6) - (enclose - union) / enclose.clamp(min=1e-6)
     return ((1 - giou) * weight).sum() / (weight.sum() + 1e-4)
+
+
+def smooth_l1(diff: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Fast R-CNN's smooth L1, elementwise: 0.5 (sigma d)^2 where |d| < 1 / sigma^2, else |d| - 0.5 / sigma^2.
+
+    sigma 3 (RPN) narrows the quadratic zone to |d| < 1/9; sigma 1 (RoI head) is Huber with delta 1.
+    """
+    beta = 1.0 / (sigma * sigma)
+    d = diff.abs()
+    return torch.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)

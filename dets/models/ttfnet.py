@@ -43,9 +43,11 @@ class TTFNet(nn.Module):
         self.hm_weight = hm_weight
         self.wh_weight = wh_weight
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """images [B, 3, H, W] (H, W multiples of 32) → heatmap logits [B, C, H/4, W/4] and
-        box distances [B, 4, H/4, W/4] in input pixels."""
+        box distances [B, 4, H/4, W/4] in input pixels. `targets` is accepted for the training
+        loop's common call ``model(images, targets)`` and not used: TTFNet's outputs do not
+        depend on them (its loss does)."""
         return self.head(self.backbone(images))
 
     def loss(self, outputs, targets: list[dict]) -> dict[str, torch.Tensor]:

@@ -91,6 +91,9 @@ def _roi_pool_backward_fake(grad, rois, argmax, batch_size, channels, height, wi
 def _setup_context(ctx, inputs, output):
     input, rois = inputs[0], inputs[1]
     ctx.mark_non_differentiable(output[1])
+    # Otherwise autograd hands backward a zero tensor for the argmax's missing gradient, a
+    # needless output-sized fill; backward already takes None for an unused output.
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(rois, output[1])
     ctx.input_shape = tuple(input.shape)
 

@@ -2,6 +2,8 @@
 ``out_channels`` and ``out_strides`` for them."""
 
 from .darknet import DarkNet53
+from .detnet import DetNet59
 from .resnet import ResNet
+from .vgg import VGG16
 
-__all__ = ["DarkNet53", "ResNet"]
+__all__ = ["DarkNet53", "DetNet59", "ResNet", "VGG16"]

@@ -48,8 +48,11 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
+    def shortcut(self, x):
+        return x if self.downsample is None else self.downsample(x)
+
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = self.shortcut(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -66,6 +69,23 @@ def make_stage(block, in_channels: int, planes: int, blocks: int, stride: int) -
     layers = [block(in_channels, planes, stride, downsample)]
     layers += [block(planes * block.expansion, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
+
+
+def init_resnet_weights(module: nn.Module) -> None:
+    """He-normal convs, unit BNs, and a zero last BN in every residual branch of `module`."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    # Zero-init the last BN of each residual branch: each block starts as the identity,
+    # which helps training from scratch.
+    for m in module.modules():
+        if isinstance(m, Bottleneck):
+            nn.init.zeros_(m.bn3.weight)
+        elif isinstance(m, BasicBlock):
+            nn.init.zeros_(m.bn2.weight)
 
 
 class ResNet(nn.Module):
@@ -97,28 +117,20 @@ class ResNet(nn.Module):
             self.out_channels.append(channels)
         self.out_strides = [4 * 2**i for i in range(num_stages)]
         self.num_stages = num_stages
-        self._init_weights()
+        init_resnet_weights(self)
+        self.freeze_stages(frozen_stages, frozen_bn)
+
+    def freeze_stages(self, frozen_stages: int, frozen_bn: bool) -> None:
+        """Freeze the stem (frozen_stages >= 0) and layer1..layer{frozen_stages}; all BNs if frozen_bn."""
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f"frozen_stages must be in [-1, {self.num_stages}] for this trunk, got {frozen_stages}")
         if frozen_stages >= 0:
-            freeze(nn.ModuleList([self.conv1, self.bn1]))
-        for i in range(1, min(frozen_stages, num_stages) + 1):
+            freeze(self.conv1)
+            self.bn1 = freeze(self.bn1)
+        for i in range(1, frozen_stages + 1):
             freeze(getattr(self, f"layer{i}"))
         if frozen_bn:
             freeze_batch_norm(self)
-
-    def _init_weights(self):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        # Zero-init the last BN of each residual branch: each block starts as the identity,
-        # which helps training from scratch.
-        for m in self.modules():
-            if isinstance(m, Bottleneck):
-                nn.init.zeros_(m.bn3.weight)
-            elif isinstance(m, BasicBlock):
-                nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -1,0 +1,224 @@
+"""Faster R-CNN (Ren et al. 2015), with a C4 or a feature-pyramid body (FPN, Lin et al. 2017;
+DetNet, Li et al. 2018):
+
+    body -> RPN (anchors, objectness, deltas -> proposals)
+         -> [training: proposal-target layer samples regions and their targets]
+         -> RoI pooling -> box head -> class scores (C + 1, background first) and box deltas
+            (4 per class, or 4 shared with class_agnostic)
+
+Losses: the RPN's (see ``rpn``) plus softmax cross-entropy over the sampled regions and smooth
+L1 (sigma 1) over the foreground ones, summed and divided by the number of sampled regions.
+Test: per-class NMS at 0.3 (or DetNet's linear Soft-NMS), at most max_per_image detections.
+Boxes follow ``box_coder`` (0-based xyxy in input pixels, no "+1"); labels are 0-based
+foreground classes, as TTFNet's.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dets.ops import batched_nms, soft_nms
+
+from .anchors import AnchorGenerator
+from .box_coder import clip_boxes, decode, encode
+from .losses import smooth_l1
+from .proposal_target_layer import proposal_targets
+from .roi_pooling import RoIPooler
+from .rpn import RegionProposalNetwork
+from .sampler import rank_in_group
+
+BOX_STDS = (0.1, 0.1, 0.2, 0.2)
+# DetNet's Soft-NMS at test: linear decay above IoU 0.3, sigma 0.5, boxes below 0.001 dropped.
+SOFT_NMS = {"iou_threshold": 0.3, "sigma": 0.5, "score_threshold": 0.001, "method": "linear"}
+FPN_PRE_NMS_TOP_N = (2000, 1000)  # per level (training, testing); see faster_rcnn_from_parts
+
+
+class FasterRCNN(nn.Module):
+    """Args:
+    body: images [B, 3, H, W] -> feature maps, finest first; has ``out_channels``, ``strides``,
+        ``rpn_levels`` and ``roi_levels`` (indices of the maps the RPN and the RoI head use).
+    box_head: pooled [K, C, P, P] -> [K, D]; has ``pool_size`` (P) and ``out_features`` (D).
+    rpn: a RegionProposalNetwork over the body's rpn_levels.
+    num_classes: foreground classes.
+    pooling_mode: "align", "pool" or "crop" (see ``roi_pooling``).
+    class_agnostic: one box regression for all classes (the seeds' --cag).
+    soft_nms: DetNet's Soft-NMS instead of NMS at test.
+    rois_per_image, fg_fraction, fg_iou, bg_iou: the proposal-target layer's sampling.
+    test_nms: IoU threshold of the per-class NMS at test.
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        box_head: nn.Module,
+        rpn: RegionProposalNetwork,
+        num_classes: int,
+        pooling_mode: str = "align",
+        class_agnostic: bool = False,
+        soft_nms: bool = False,
+        rois_per_image: int = 128,
+        fg_fraction: float = 0.25,
+        fg_iou: float = 0.5,
+        bg_iou: tuple[float, float] = (0.0, 0.5),
+        test_nms: float = 0.3,
+    ):
+        super().__init__()
+        self.body = body
+        self.rpn = rpn
+        self.roi_pooler = RoIPooler(pooling_mode, box_head.pool_size, tuple(body.strides[i] for i in body.roi_levels))
+        self.box_head = box_head
+        self.cls_score = nn.Linear(box_head.out_features, num_classes + 1)
+        self.bbox_pred = nn.Linear(box_head.out_features, 4 if class_agnostic else 4 * (num_classes + 1))
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+        self.num_classes = num_classes
+        self.pooling_mode = pooling_mode
+        self.class_agnostic = class_agnostic
+        self.soft_nms = soft_nms
+        self.sampling = {
+            "rois_per_image": rois_per_image,
+            "fg_fraction": fg_fraction,
+            "fg_iou": fg_iou,
+            "bg_iou": bg_iou,
+        }
+        self.test_nms = test_nms
+        self.generator: torch.Generator | None = None  # the samplers' random source; None: torch's global one
+
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None) -> dict:
+        """images [B, 3, H, W]; targets (training): per image 'boxes' [M, 4], 'labels' [M] and
+        'size' (h, w) before padding. Without targets the regions are all the proposals and the
+        image size is the padded one.
+
+        Returns a dict: the RPN's outputs (``RegionProposalNetwork.forward``), 'image_sizes'
+        [B, 2], 'rois' [K, 5], 'cls_logits' [K, C + 1], 'box_deltas' [K, 4 (C + 1)] or [K, 4];
+        with targets also the regions' 'labels' [K] and 'matched' boxes [K, 4].
+        """
+        sizes = _image_sizes(images, targets)
+        features = self.body(images)
+        outputs = self.rpn([features[i] for i in self.body.rpn_levels], sizes)
+        outputs["image_sizes"] = sizes
+        rois = outputs["proposals"]
+        if targets is not None:
+            sampled = proposal_targets(
+                rois,
+                [t["boxes"].to(images.device) for t in targets],
+                [t["labels"].to(images.device) for t in targets],
+                generator=self.generator,
+                **self.sampling,
+            )
+            rois = sampled["rois"]
+            outputs["labels"], outputs["matched"] = sampled["labels"], sampled["matched"]
+        pooled = self.roi_pooler([features[i] for i in self.body.roi_levels], rois)
+        x = self.box_head(pooled)
+        outputs.update(rois=rois, cls_logits=self.cls_score(x), box_deltas=self.bbox_pred(x))
+        return outputs
+
+    def loss(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
+        """outputs of ``forward(images, targets)`` -> the four losses and their sum under 'loss'."""
+        if "labels" not in outputs:
+            raise ValueError("loss needs the outputs of forward(images, targets): these regions were not sampled")
+        device = outputs["anchors"].device
+        loss_rpn_cls, loss_rpn_box = self.rpn.loss(
+            outputs, [t["boxes"].to(device) for t in targets], outputs["image_sizes"], generator=self.generator
+        )
+        logits, deltas, labels = outputs["cls_logits"].float(), outputs["box_deltas"].float(), outputs["labels"]
+        loss_cls = F.cross_entropy(logits, labels)
+        fg = (labels > 0).nonzero().squeeze(1)
+        if not self.class_agnostic:
+            deltas = deltas.view(len(deltas), -1, 4)[fg, labels[fg]]
+        else:
+            deltas = deltas[fg]
+        target = encode(outputs["rois"][fg, 1:], outputs["matched"][fg], BOX_STDS)
+        loss_box = smooth_l1(deltas - target, 1.0).sum() / max(len(labels), 1)
+        total = loss_rpn_cls + loss_rpn_box + loss_cls + loss_box
+        return {
+            "loss": total,
+            "loss_rpn_cls": loss_rpn_cls,
+            "loss_rpn_box": loss_rpn_box,
+            "loss_cls": loss_cls,
+            "loss_box": loss_box,
+        }
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
+        """Detections per image in input pixels: dicts of 'boxes' [D, 4], 'scores' [D], 'labels' [D]
+        (0-based), best first, D <= max_per_image."""
+        outputs = self(images)
+        rois, sizes = outputs["rois"], outputs["image_sizes"]
+        num_images, num_rois, num_classes = images.shape[0], len(rois), self.num_classes
+        scores = F.softmax(outputs["cls_logits"].float(), dim=1)[:, 1:]  # [R, C], background dropped
+        deltas = outputs["box_deltas"].float().view(num_rois, -1, 4)
+        if not self.class_agnostic:
+            deltas = deltas[:, 1:]
+        image_of_roi = rois[:, 0].long()
+        boxes = clip_boxes(decode(rois[:, None, 1:], deltas, BOX_STDS), sizes[image_of_roi])
+        boxes = boxes.expand(num_rois, num_classes, 4).reshape(-1, 4)
+        images_idx = image_of_roi.repeat_interleave(num_classes)
+        labels = torch.arange(num_classes, device=rois.device).repeat(num_rois)
+        scores = scores.reshape(-1)
+        above = scores > score_thr
+        boxes, scores, labels, images_idx = boxes[above], scores[above], labels[above], images_idx[above]
+        groups = images_idx * num_classes + labels  # NMS within each image and class
+        if self.soft_nms:
+            keep, scores = _soft_nms_per_group(boxes, scores, groups)
+        else:
+            keep = batched_nms(boxes, scores, groups, self.test_nms)
+            scores = scores[keep]
+        boxes, labels, images_idx = boxes[keep], labels[keep], images_idx[keep]
+        best = rank_in_group(images_idx, num_images) < max_per_image  # keep is by decreasing score
+        results = []
+        for i in range(num_images):
+            mine = best & (images_idx == i)
+            results.append({"boxes": boxes[mine], "scores": scores[mine], "labels": labels[mine]})
+        return results
+
+
+def _soft_nms_per_group(
+    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft-NMS within each group; (indices, decayed scores), by decreasing decayed score."""
+    keep, new_scores = [], []
+    for group in torch.unique(groups):
+        members = (groups == group).nonzero().squeeze(1)
+        kept, kept_scores = soft_nms(boxes[members], scores[members], **SOFT_NMS)
+        keep.append(members[kept])
+        new_scores.append(kept_scores)
+    if not keep:
+        return groups.new_zeros(0), scores.new_zeros(0)
+    keep, new_scores = torch.cat(keep), torch.cat(new_scores)
+    order = torch.argsort(new_scores, descending=True, stable=True)
+    return keep[order], new_scores[order]
+
+
+def _image_sizes(images: torch.Tensor, targets: list[dict] | None) -> torch.Tensor:
+    """int64 [B, 2] (h, w) of each image before padding: the targets' 'size', else the batch's."""
+    if targets is None:
+        return torch.tensor([images.shape[-2:]] * images.shape[0], device=images.device)
+    if len(targets) != images.shape[0]:
+        raise ValueError(f"got {len(targets)} targets for {images.shape[0]} images")
+    return torch.tensor([t.get("size", images.shape[-2:]) for t in targets], device=images.device)
+
+
+def faster_rcnn_from_parts(
+    body: nn.Module, box_head: nn.Module, num_classes: int, pyramid: bool, **kwargs
+) -> FasterRCNN:
+    """Wire a FasterRCNN from a body and a box head with the seeds' anchors and RPN settings.
+
+    pyramid: False for a C4 body (anchors scales 8, 16, 32 on its stride, pre-/post-NMS
+    12000/2000 training, 6000/300 testing, as faster-rcnn.pytorch); True for an FPN body (one
+    anchor size per level, 32..512). For FPN the pre-NMS top-k is per level and set to
+    2000/1000: 12000 on each of five levels would put some 45,000 boxes per image through NMS
+    (a deliberate difference from FPN_Pytorch, which ranks all levels together).
+    kwargs: FasterRCNN's keyword arguments.
+    """
+    rpn_strides = tuple(body.strides[i] for i in body.rpn_levels)
+    if pyramid:
+        anchors = AnchorGenerator.fpn(rpn_strides)
+        rpn = RegionProposalNetwork(body.out_channels, anchors, pre_nms_top_n=FPN_PRE_NMS_TOP_N)
+    else:
+        if len(rpn_strides) != 1:
+            raise ValueError(f"a C4 body has one RPN level, this one has strides {rpn_strides}")
+        rpn = RegionProposalNetwork(body.out_channels, AnchorGenerator.c4(rpn_strides[0]))
+    return FasterRCNN(body, box_head, rpn, num_classes, **kwargs)

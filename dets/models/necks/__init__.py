@@ -1,0 +1,5 @@
+"""Necks: turn a trunk's feature maps into the maps the detector heads read."""
+
+from .fpn import FPN, DetNetFPN
+
+__all__ = ["FPN", "DetNetFPN"]
