@@ -54,6 +54,22 @@ def measure(
     return statistics.median(times)
 
 
+def random_scene(
+    bs: int, size: int, boxes_per_image: int, num_classes: int, device: torch.device, generator: torch.Generator
+) -> tuple[torch.Tensor, list[dict]]:
+    """A detector's training batch of noise: images [bs, 3, size, size] and per image 'boxes'
+    [boxes_per_image, 4] (xyxy, 8 px to 0.3 size a side), 'labels' and 'size' (size, size)."""
+    images = torch.randn(bs, 3, size, size, generator=generator).to(device)
+    targets = []
+    for _ in range(bs):
+        xy = torch.rand(boxes_per_image, 2, generator=generator) * size * 0.7
+        wh = 8 + torch.rand(boxes_per_image, 2, generator=generator) * size * 0.3
+        boxes = torch.cat([xy, (xy + wh).clamp(max=size - 1)], dim=1)
+        labels = torch.randint(0, num_classes, (boxes_per_image,), generator=generator)
+        targets.append({"boxes": boxes.to(device), "labels": labels.to(device), "size": (size, size)})
+    return images, targets
+
+
 def memory_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:
     """Measured copy bandwidth in bytes/s (read + write counted) on `device`."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)

@@ -1,4 +1,5 @@
-"""Time every op on every backend: runs each bench/bench_<op>.py in turn.
+"""Time every op on every backend, then the detectors' steps: runs each bench/bench_<name>.py in
+turn (not bench_accuracy.py, which trains for minutes to hours).
 
     python bench/bench_ops.py [--device cpu|cuda] [--quick]
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+NOT_TIMINGS = ("ops", "accuracy")  # this script, and the training runs of bench_accuracy.py
 
 
 def main() -> None:
@@ -26,7 +28,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     for script in sorted(HERE.glob("bench_*.py")):
         name = script.stem.removeprefix("bench_")
-        if name == "ops" or (args.only and name not in args.only):
+        if name in NOT_TIMINGS or (args.only and name not in args.only):
             continue
         spec = importlib.util.spec_from_file_location(script.stem, script)
         module = importlib.util.module_from_spec(spec)

@@ -5,7 +5,6 @@ building the Gaussian targets (dets.ops.ttf_targets).
 """
 
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -15,24 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dets.models import build_detector  # noqa: E402
 from dets.ops import ttf_targets  # noqa: E402
 
-from _timing import arg_parser, device_description, print_table  # noqa: E402
-
-
-def _batch(bs: int, size: int, boxes_per_image: int, device: torch.device, generator: torch.Generator):
-    images = torch.randn(bs, 3, size, size, generator=generator).to(device)
-    targets = []
-    for _ in range(bs):
-        xy = torch.rand(boxes_per_image, 2, generator=generator) * size * 0.8
-        wh = 8 + torch.rand(boxes_per_image, 2, generator=generator) * size * 0.3
-        boxes = torch.cat([xy, (xy + wh).clamp(max=size - 1)], dim=1)
-        labels = torch.randint(0, 80, (boxes_per_image,), generator=generator)
-        targets.append({"boxes": boxes.to(device), "labels": labels.to(device)})
-    return images, targets
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from _timing import arg_parser, device_description, measure, print_table, random_scene  # noqa: E402
 
 
 def run(device: torch.device, quick: bool = False, size: int = 512, bs: int = 8, steps: int = 3) -> None:
@@ -41,7 +23,7 @@ def run(device: torch.device, quick: bool = False, size: int = 512, bs: int = 8,
     generator = torch.Generator().manual_seed(0)
     model = build_detector("ttfnet_r18", num_classes=80).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    images, targets = _batch(bs, size, 20, device, generator)
+    images, targets = random_scene(bs, size, 20, 80, device, generator)
 
     def train_step():
         model.train()
@@ -53,19 +35,10 @@ def run(device: torch.device, quick: bool = False, size: int = 512, bs: int = 8,
     def targets_only():
         ttf_targets([t["boxes"] for t in targets], [t["labels"] for t in targets], 80, (size // 4, size // 4))
 
-    def timed(fn, n):
-        fn()
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        _sync(device)
-        return (time.perf_counter() - start) / n
-
-    step = timed(train_step, steps)
-    target_time = timed(targets_only, steps * 3)
+    step = measure(train_step, device, repeats=steps, warmup=1, min_time=0)
+    target_time = measure(targets_only, device, repeats=steps * 3, warmup=1, min_time=0)
     model.eval()
-    infer = timed(lambda: model.predict(images, max_per_image=100), steps)
+    infer = measure(lambda: model.predict(images, max_per_image=100), device, repeats=steps, warmup=1, min_time=0)
     print(f"\ndevice: {device_description(device)}")
     print_table(
         f"TTFNet-R18, {size}x{size}, batch {bs}, 80 classes, 20 boxes per image",

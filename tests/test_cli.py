@@ -23,6 +23,20 @@ def run(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
+def checkpoint_flags(load_dir: Path, session: int, epoch: int, step: int) -> list[str]:
+    """The --load_dir/--check* flags that name one checkpoint (test_net.py, demo.py)."""
+    return [
+        "--load_dir",
+        str(load_dir),
+        "--checksession",
+        str(session),
+        "--checkepoch",
+        str(epoch),
+        "--checkpoint",
+        str(step),
+    ]
+
+
 def assert_evaluated(out: str, out_dir: Path) -> None:
     """test_net.py printed its report and wrote its detections."""
     assert "mAP" in out and "images/s" in out
@@ -88,14 +102,7 @@ def test_train_resume_test_round_trip(tiny_voc, tmp_path):
         "--dataset",
         tiny_voc,
         *TINY,
-        "--load_dir",
-        str(tmp_path / "models"),
-        "--checksession",
-        "3",
-        "--checkepoch",
-        "2",
-        "--checkpoint",
-        "2",
+        *checkpoint_flags(tmp_path / "models", 3, 2, 2),
         "--vis",
         "--output_dir",
         str(tmp_path / "out"),
@@ -111,14 +118,7 @@ def test_train_resume_test_round_trip(tiny_voc, tmp_path):
         "--dataset",
         tiny_voc,
         *TINY,
-        "--load_dir",
-        str(tmp_path / "models"),
-        "--checksession",
-        "3",
-        "--checkepoch",
-        "2",
-        "--checkpoint",
-        "2",
+        *checkpoint_flags(tmp_path / "models", 3, 2, 2),
         "--image_dir",
         str(images),
         "--output_dir",
@@ -156,16 +156,21 @@ def test_resume_from_a_missing_checkpoint_names_it(tiny_voc, tmp_path):
     assert "ttfnet_r18_9_9_9.pth" in done.stderr
 
 
-def test_ddp_two_cpu_processes(tiny_voc, tmp_path):
+@pytest.mark.parametrize(
+    "tiny,port",
+    [(TINY, 29533), (["--net", "res50_fpn", "--input_size", "64", "--nw", "0"], 29534)],
+    ids=["ttfnet", "faster_rcnn_fpn"],
+)
+def test_ddp_two_cpu_processes(tiny_voc, tmp_path, tiny, port):
     run(
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29533",
+        f"--master_port={port}",
         str(ROOT / "trainval_net.py"),
         "--dataset",
         tiny_voc,
-        *TINY,
+        *tiny,
         "--bs",
         "1",
         "--epochs",
@@ -186,22 +191,31 @@ def test_ddp_two_cpu_processes(tiny_voc, tmp_path):
     "net,prefix,train_flags,test_flags",
     [
         ("vgg16", "faster_rcnn", ["--pooling_mode", "crop", "--cag"], ["--cag"]),
-        ("res50_fpn", "fpn", [], ["--soft_nms"]),
+        ("res50_fpn", "fpn", ["--amp"], ["--soft_nms"]),
     ],
     ids=["c4", "fpn"],
 )
-def test_faster_rcnn_train_test_demo_round_trip(tiny_voc, tmp_path, net, prefix, train_flags, test_flags):
+def test_faster_rcnn_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, prefix, train_flags, test_flags):
     tiny = ["--net", net, "--input_size", "64", "--bs", "2", "--nw", "0"]
-    two_iterations = ["--epochs", "1", "--max_iters", "2", "--s", "3", "--save_dir", str(tmp_path / "models")]
-    run(str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *tiny, *train_flags, *two_iterations, cwd=tmp_path)
-    models = sorted((tmp_path / "models").rglob("*.pth"))
-    assert [p.name for p in models] == [f"{prefix}_3_1_2.pth"]
-    state = torch.load(models[0], weights_only=False)
+    models = tmp_path / "models"
+    two_iterations = ["--max_iters", "2", "--s", "3", "--save_dir", str(models)]
+    train = [str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *tiny, *train_flags, *two_iterations]
+    run(*train, "--epochs", "1", cwd=tmp_path)
+    assert [p.name for p in sorted(models.rglob("*.pth"))] == [f"{prefix}_3_1_2.pth"]
+
+    # Resuming without --pooling_mode keeps the checkpoint's RoI settings, as the seeds do.
+    resume = ["--r", "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2"]
+    out = run(*[a for a in train if a not in ("--pooling_mode", "crop")], *resume, "--epochs", "2", cwd=tmp_path)
+    assert "continuing at epoch 2" in out
+    saved = sorted(models.rglob("*.pth"))
+    assert [p.name for p in saved] == [f"{prefix}_3_1_2.pth", f"{prefix}_3_2_2.pth"]
+    state = torch.load(saved[1], weights_only=False)
+    assert state["epoch"] == 2 and state["scheduler"]["last_epoch"] == 4
     assert state["pooling_mode"] == ("crop" if "crop" in train_flags else "align")
     assert state["class_agnostic"] == ("--cag" in train_flags)
     assert state["args"]["input_size"] == 64
 
-    check = ["--load_dir", str(tmp_path / "models"), "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2"]
+    check = checkpoint_flags(models, 3, 2, 2)
     out = run(
         str(ROOT / "test_net.py"),
         "--dataset",

@@ -14,7 +14,7 @@
 // sequential scatter computes, bit for bit, whatever the thread count.
 //
 // The large fresh buffers (output, argmax, input gradient, channels-last copy)
-// are advised onto huge pages (huge_pages.h): at these sizes the page faults
+// are advised onto huge pages (page_advice.h): at these sizes the page faults
 // of first writes otherwise cost as much as the pooling.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -27,8 +27,8 @@
 #include <utility>
 #include <vector>
 
-#include "huge_pages.h"
 #include "isa_clones.h"
+#include "page_advice.h"
 #include "roi_checks.h"
 
 namespace dets {

@@ -7,9 +7,9 @@
 // box's normaliser the product of two sums), the drawing order by decreasing
 // area and the boxes grouped by class. Each task then initialises its own
 // planes and draws into them at once, while they are still in cache. Outputs
-// come from at::empty, advised onto huge pages (cpu/huge_pages.h), and each
-// thread maps in its own range of them up front (cpu/prefault.h): there is no
-// separate zero-fill pass, and mapping the large heatmap in, most of the op's
+// come from at::empty, advised onto huge pages, and each thread maps in its
+// own range of them up front (both cpu/page_advice.h): there is no separate
+// zero-fill pass, and mapping the large heatmap in, most of the op's
 // cost, is one system call per thread rather than a fault per 4 KiB page, and
 // mostly 2 MiB pages where huge pages are granted.
 #include <ATen/ATen.h>
@@ -20,8 +20,7 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu/huge_pages.h"
-#include "cpu/prefault.h"
+#include "cpu/page_advice.h"
 #include "heatmap_checks.h"
 #include "heatmap_targets.h"
 
