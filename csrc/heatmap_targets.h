@@ -55,8 +55,8 @@ DETS_HD double sqrt_rn(double v) {
 
 template <typename T>
 DETS_HD int64_t trunc_center(T v) {
-  return static_cast<int64_t>(clamp<T>(v, static_cast<T>(-kCenterLimit),
-                                       static_cast<T>(kCenterLimit)));
+  return static_cast<int64_t>(
+      clamp<T>(v, static_cast<T>(-kCenterLimit), static_cast<T>(kCenterLimit)));
 }
 
 struct TtfBox {
@@ -101,9 +101,8 @@ DETS_HD double gaussian_radius(double h, double w, double o) {
   const double a3 = mul_rn(4, o);
   const double b3 = mul_rn(mul_rn(-2, o), h + w);
   const double c3 = mul_rn(mul_rn(o - 1, w), h);
-  const double r3 =
-      (b3 + sqrt_rn(mul_rn(b3, b3) - mul_rn(mul_rn(4, a3), c3))) /
-      mul_rn(2, a3);
+  const double r3 = (b3 + sqrt_rn(mul_rn(b3, b3) - mul_rn(mul_rn(4, a3), c3))) /
+                    mul_rn(2, a3);
   const double r = r1 < r2 ? r1 : r2;
   return r < r3 ? r : r3;
 }
@@ -136,9 +135,9 @@ DETS_HD CenternetBox<T> centernet_box(T x1, T y1, T x2, T y2, T down_ratio,
     return box;
   }
   box.valid = true;
-  const double r = gaussian_radius(static_cast<double>(ceil(box.h)),
-                                   static_cast<double>(ceil(box.w)),
-                                   min_overlap);
+  const double r =
+      gaussian_radius(static_cast<double>(ceil(box.h)),
+                      static_cast<double>(ceil(box.w)), min_overlap);
   box.radius = r > 0 ? static_cast<int64_t>(r) : 0;
   box.cx = (fx1 + fx2) / T(2);
   box.cy = (fy1 + fy2) / T(2);

@@ -1,6 +1,7 @@
 // The Python module `dets._C`. Importing it loads this library, whose static
-// initialisers register every op with the PyTorch dispatcher (torch.ops.dets.*).
-// Nothing else is exported through Python: the ops are reached via the dispatcher.
+// initialisers register every op with the PyTorch dispatcher
+// (torch.ops.dets.*). Nothing else is exported through Python: the ops are
+// reached via the dispatcher.
 #include <Python.h>
 #include <torch/library.h>
 

@@ -51,14 +51,14 @@ DETS_HOST_DEVICE Geometry<T> roi_geometry(const R* roi, double spatial_scale,
                                           bool aligned) {
   using std::isfinite;
   const double offset = aligned ? 0.5 : 0.0;
-  const T x1 = static_cast<T>(static_cast<double>(roi[1]) * spatial_scale -
-                              offset);
-  const T y1 = static_cast<T>(static_cast<double>(roi[2]) * spatial_scale -
-                              offset);
-  const T x2 = static_cast<T>(static_cast<double>(roi[3]) * spatial_scale -
-                              offset);
-  const T y2 = static_cast<T>(static_cast<double>(roi[4]) * spatial_scale -
-                              offset);
+  const T x1 =
+      static_cast<T>(static_cast<double>(roi[1]) * spatial_scale - offset);
+  const T y1 =
+      static_cast<T>(static_cast<double>(roi[2]) * spatial_scale - offset);
+  const T x2 =
+      static_cast<T>(static_cast<double>(roi[3]) * spatial_scale - offset);
+  const T y2 =
+      static_cast<T>(static_cast<double>(roi[4]) * spatial_scale - offset);
   Geometry<T> g;
   g.start_h = y1;
   g.start_w = x1;

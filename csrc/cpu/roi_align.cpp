@@ -349,8 +349,7 @@ at::Tensor from_nhwc(const at::Tensor& nhwc) {
       {nhwc.size(0), nhwc.size(3), nhwc.size(1), nhwc.size(2)}, nhwc.options());
   AT_DISPATCH_FLOATING_TYPES(nhwc.scalar_type(), "roi_align_from_nhwc", [&] {
     batched_transpose(nhwc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-                      nhwc.size(0), nhwc.size(1) * nhwc.size(2),
-                      nhwc.size(3));
+                      nhwc.size(0), nhwc.size(1) * nhwc.size(2), nhwc.size(3));
   });
   return out;
 }
@@ -385,12 +384,11 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad,
   if (grad.numel() > 0 && grad_nhwc.numel() > 0) {
     const at::Tensor g = grad.contiguous();
     const at::Tensor r = rois.contiguous();
-    AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_align_backward_cpu",
-                               [&] {
-                                 backward_impl<scalar_t>(
-                                     g, r, grad_nhwc, spatial_scale, pooled_h,
-                                     pooled_w, sampling_ratio, aligned);
-                               });
+    AT_DISPATCH_FLOATING_TYPES(
+        grad.scalar_type(), "roi_align_backward_cpu", [&] {
+          backward_impl<scalar_t>(g, r, grad_nhwc, spatial_scale, pooled_h,
+                                  pooled_w, sampling_ratio, aligned);
+        });
   }
   return from_nhwc(grad_nhwc);
 }

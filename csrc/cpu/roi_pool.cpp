@@ -47,8 +47,7 @@ struct RoIBins {
 };
 
 template <typename T>
-RoIBins<T> roi_bins(const T* roi, T scale, int64_t pooled_h,
-                    int64_t pooled_w) {
+RoIBins<T> roi_bins(const T* roi, T scale, int64_t pooled_h, int64_t pooled_w) {
   RoIBins<T> r;
   r.batch = static_cast<int64_t>(roi[0]);
   r.valid = true;
@@ -527,34 +526,35 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois,
   const int64_t block = std::max<int64_t>(
       1, std::min<int64_t>(channels, (int64_t{128} << 10) / sizeof(T) / plane));
   const int64_t blocks_per_image = (channels + block - 1) / block;
-  parallel_blocks(batch_size * blocks_per_image, 1, [&](int64_t begin,
-                                                      int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / blocks_per_image;
-      const int64_t c0 = (t % blocks_per_image) * block;
-      const int64_t c1 = std::min(channels, c0 + block);
-      // The owner zeroes its planes: first touch by the thread that sums
-      // into them, while they are about to be in its cache anyway.
-      T* gin_block = gin + (n * channels + c0) * plane;
-      std::fill(gin_block, gin_block + (c1 - c0) * plane, T(0));
-      for (int64_t i = first[n]; i < first[n + 1]; ++i) {
-        const int64_t k = order[i];
-        for (int64_t c = c0; c < c1; ++c) {
-          const int32_t* a = arg + (k * channels + c) * bins;
-          const T* g_kc = g + k * gs0 + c * gs1;
-          T* gin_nc = gin + (n * channels + c) * plane;
-          for (int64_t ph = 0; ph < pooled_h; ++ph) {
-            for (int64_t pw = 0; pw < pooled_w; ++pw) {
-              const int32_t offset = a[ph * pooled_w + pw];
-              if (offset >= 0) {
-                gin_nc[offset] += g_kc[ph * gs2 + pw * gs3];
-              }
-            }
-          }
-        }
-      }
-    }
-  });
+  parallel_blocks(batch_size * blocks_per_image, 1,
+                  [&](int64_t begin, int64_t end) {
+                    for (int64_t t = begin; t < end; ++t) {
+                      const int64_t n = t / blocks_per_image;
+                      const int64_t c0 = (t % blocks_per_image) * block;
+                      const int64_t c1 = std::min(channels, c0 + block);
+                      // The owner zeroes its planes: first touch by the thread
+                      // that sums into them, while they are about to be in its
+                      // cache anyway.
+                      T* gin_block = gin + (n * channels + c0) * plane;
+                      std::fill(gin_block, gin_block + (c1 - c0) * plane, T(0));
+                      for (int64_t i = first[n]; i < first[n + 1]; ++i) {
+                        const int64_t k = order[i];
+                        for (int64_t c = c0; c < c1; ++c) {
+                          const int32_t* a = arg + (k * channels + c) * bins;
+                          const T* g_kc = g + k * gs0 + c * gs1;
+                          T* gin_nc = gin + (n * channels + c) * plane;
+                          for (int64_t ph = 0; ph < pooled_h; ++ph) {
+                            for (int64_t pw = 0; pw < pooled_w; ++pw) {
+                              const int32_t offset = a[ph * pooled_w + pw];
+                              if (offset >= 0) {
+                                gin_nc[offset] += g_kc[ph * gs2 + pw * gs3];
+                              }
+                            }
+                          }
+                        }
+                      }
+                    }
+                  });
 }
 
 at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,

@@ -116,8 +116,8 @@ __global__ void centernet_draw_kernel(
     __syncthreads();
     for (int64_t k = 0; k < count; ++k) {
       const CenternetParams& p = stage[k];
-      if (p.x0 > p.x1 || p.y0 > p.y1 || p.x1 < tx0 ||
-          p.x0 >= tx0 + kTileW || p.y1 < ty0 || p.y0 >= ty0 + kTileH) {
+      if (p.x0 > p.x1 || p.y0 > p.y1 || p.x1 < tx0 || p.x0 >= tx0 + kTileW ||
+          p.y1 < ty0 || p.y0 >= ty0 + kTileH) {
         continue;  // uniform across the block
       }
       if (!inside || x < p.x0 || x > p.x1 || y < p.y0 || y > p.y1) {
@@ -163,9 +163,9 @@ centernet_targets_cuda(const at::Tensor& boxes, const at::Tensor& labels,
   const at::Tensor l = labels.contiguous();
   const at::Tensor nb = num_boxes.contiguous();
   const int64_t total = batch * max_objs;
-  at::Tensor params = at::empty(
-      {total * static_cast<int64_t>(sizeof(CenternetParams))},
-      opts.dtype(at::kByte));
+  at::Tensor params =
+      at::empty({total * static_cast<int64_t>(sizeof(CenternetParams))},
+                opts.dtype(at::kByte));
   auto* pp = reinterpret_cast<CenternetParams*>(params.data_ptr<uint8_t>());
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -174,8 +174,8 @@ centernet_targets_cuda(const at::Tensor& boxes, const at::Tensor& labels,
         const int64_t blocks = (total + kBoxThreads - 1) / kBoxThreads;
         centernet_box_kernel<scalar_t><<<blocks, kBoxThreads, 0, stream>>>(
             b.data_ptr<scalar_t>(), l.data_ptr<int64_t>(),
-            nb.data_ptr<int64_t>(), total, slots, max_objs, num_classes,
-            out_h, out_w, static_cast<float>(down_ratio), min_overlap,
+            nb.data_ptr<int64_t>(), total, slots, max_objs, num_classes, out_h,
+            out_w, static_cast<float>(down_ratio), min_overlap,
             wh.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
             index.data_ptr<int64_t>(), mask.data_ptr<scalar_t>(), pp);
         C10_CUDA_KERNEL_LAUNCH_CHECK();

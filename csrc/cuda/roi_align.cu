@@ -202,12 +202,11 @@ at::Tensor roi_align_cuda(const at::Tensor& input, const at::Tensor& rois,
 }
 
 at::Tensor roi_align_backward_cuda(const at::Tensor& grad,
-                                   const at::Tensor& rois,
-                                   double spatial_scale, int64_t pooled_h,
-                                   int64_t pooled_w, int64_t batch_size,
-                                   int64_t channels, int64_t height,
-                                   int64_t width, int64_t sampling_ratio,
-                                   bool aligned) {
+                                   const at::Tensor& rois, double spatial_scale,
+                                   int64_t pooled_h, int64_t pooled_w,
+                                   int64_t batch_size, int64_t channels,
+                                   int64_t height, int64_t width,
+                                   int64_t sampling_ratio, bool aligned) {
   roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w, channels,
                                        height, width);
   const c10::cuda::CUDAGuard guard(grad.device());
@@ -220,8 +219,8 @@ at::Tensor roi_align_backward_cuda(const at::Tensor& grad,
     const dim3 grid = launch_grid(rois.size(0), channels);
     cudaStream_t stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, grad.scalar_type(),
-        "roi_align_backward_cuda", [&] {
+        at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cuda",
+        [&] {
           using acc_t = at::opmath_type<scalar_t>;
           roi_align_backward_kernel<scalar_t, acc_t>
               <<<grid, kLanes * kWarps, 0, stream>>>(

@@ -11,11 +11,11 @@
 // RoIs follows the hardware, so the result is not bit-reproducible.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/Atomic.cuh>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <ATen/cuda/Atomic.cuh>
 #include <cfloat>
 
 #include "roi_checks.h"
@@ -118,8 +118,8 @@ template <typename scalar_t>
 __global__ void roi_pool_backward_kernel(
     const scalar_t* __restrict__ grad, const scalar_t* __restrict__ rois,
     const int32_t* __restrict__ argmax, int64_t total, int64_t channels,
-    int64_t plane, int64_t pooled_h, int64_t pooled_w, int64_t gs0,
-    int64_t gs1, int64_t gs2, int64_t gs3,
+    int64_t plane, int64_t pooled_h, int64_t pooled_w, int64_t gs0, int64_t gs1,
+    int64_t gs2, int64_t gs3,
     at::opmath_type<scalar_t>* __restrict__ grad_input) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -133,8 +133,7 @@ __global__ void roi_pool_backward_kernel(
     const int64_t ph = (i / pooled_w) % pooled_h;
     const int64_t c = (i / (pooled_w * pooled_h)) % channels;
     const int64_t k = i / (pooled_w * pooled_h * channels);
-    const int64_t batch =
-        static_cast<int64_t>(static_cast<acc_t>(rois[k * 5]));
+    const int64_t batch = static_cast<int64_t>(static_cast<acc_t>(rois[k * 5]));
     const acc_t g =
         static_cast<acc_t>(grad[k * gs0 + c * gs1 + ph * gs2 + pw * gs3]);
     gpuAtomicAdd(grad_input + (batch * channels + c) * plane + offset, g);
@@ -146,12 +145,9 @@ int blocks_for(int64_t total) {
       std::min((total + kThreads - 1) / kThreads, kMaxBlocks));
 }
 
-std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(const at::Tensor& input,
-                                                 const at::Tensor& rois,
-                                                 double spatial_scale,
-                                                 int64_t pooled_height,
-                                                 int64_t pooled_width,
-                                                 bool with_argmax) {
+std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(
+    const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+    int64_t pooled_height, int64_t pooled_width, bool with_argmax) {
   TORCH_CHECK(input.is_cuda() && rois.is_cuda(),
               "roi_pool: input and rois must be CUDA tensors");
   roi_checks::check_roi_pool_forward(input, rois, pooled_height, pooled_width);

@@ -49,14 +49,11 @@ __device__ float gaussian_sum(int32_t lo, int32_t hi, int32_t c, float a) {
 }
 
 template <typename scalar_t>
-__global__ void ttf_box_kernel(const scalar_t* __restrict__ boxes,
-                               const int64_t* __restrict__ labels,
-                               const int64_t* __restrict__ num_boxes,
-                               int64_t total, int64_t slots,
-                               int64_t num_classes, int64_t height,
-                               int64_t width, float down_ratio, float alpha,
-                               int64_t area_process,
-                               TtfParams* __restrict__ params) {
+__global__ void ttf_box_kernel(
+    const scalar_t* __restrict__ boxes, const int64_t* __restrict__ labels,
+    const int64_t* __restrict__ num_boxes, int64_t total, int64_t slots,
+    int64_t num_classes, int64_t height, int64_t width, float down_ratio,
+    float alpha, int64_t area_process, TtfParams* __restrict__ params) {
   const int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (s >= total) {
     return;
@@ -82,11 +79,11 @@ __global__ void ttf_box_kernel(const scalar_t* __restrict__ boxes,
     // The window lies inside the map, so int32 holds it; centres are within
     // +-2^30 (heatmap::kCenterLimit).
     p.x0 = static_cast<int32_t>(box.cx - box.rw > 0 ? box.cx - box.rw : 0);
-    p.x1 = static_cast<int32_t>(
-        box.cx + box.rw < width - 1 ? box.cx + box.rw : width - 1);
+    p.x1 = static_cast<int32_t>(box.cx + box.rw < width - 1 ? box.cx + box.rw
+                                                            : width - 1);
     p.y0 = static_cast<int32_t>(box.cy - box.rh > 0 ? box.cy - box.rh : 0);
-    p.y1 = static_cast<int32_t>(
-        box.cy + box.rh < height - 1 ? box.cy + box.rh : height - 1);
+    p.y1 = static_cast<int32_t>(box.cy + box.rh < height - 1 ? box.cy + box.rh
+                                                             : height - 1);
     p.cx = static_cast<int32_t>(box.cx);
     p.cy = static_cast<int32_t>(box.cy);
     p.label = static_cast<int32_t>(label);
@@ -153,8 +150,8 @@ __global__ void ttf_draw_kernel(const scalar_t* __restrict__ boxes,
     __syncthreads();
     for (int64_t k = 0; k < count; ++k) {
       const TtfParams& p = stage[k];
-      if (p.x0 > p.x1 || p.y0 > p.y1 || p.x1 < tx0 ||
-          p.x0 >= tx0 + kTileW || p.y1 < ty0 || p.y0 >= ty0 + kTileH) {
+      if (p.x0 > p.x1 || p.y0 > p.y1 || p.x1 < tx0 || p.x0 >= tx0 + kTileW ||
+          p.y1 < ty0 || p.y0 >= ty0 + kTileH) {
         continue;  // uniform across the block
       }
       if (!inside || x < p.x0 || x > p.x1 || y < p.y0 || y > p.y1) {
