@@ -37,6 +37,23 @@ def checkpoint_flags(load_dir: Path, session: int, epoch: int, step: int) -> lis
     ]
 
 
+def run_demo(tiny_voc: str, flags: list[str], out_dir: Path, cwd: Path) -> tuple[int, int]:
+    """demo.py over the dataset's images: (pictures written, images given)."""
+    images = Path(tiny_voc.removeprefix("voc:")) / "JPEGImages"
+    run(
+        str(ROOT / "demo.py"),
+        "--dataset",
+        tiny_voc,
+        *flags,
+        "--image_dir",
+        str(images),
+        "--output_dir",
+        str(out_dir),
+        cwd=cwd,
+    )
+    return len(list(out_dir.glob("*.jpg"))), len(list(images.glob("*.jpg")))
+
+
 def assert_evaluated(out: str, out_dir: Path) -> None:
     """test_net.py printed its report and wrote its detections."""
     assert "mAP" in out and "images/s" in out
@@ -112,20 +129,10 @@ def test_train_resume_test_round_trip(tiny_voc, tmp_path):
     pictures = list((tmp_path / "out").rglob("vis_*/*.jpg"))
     assert len(pictures) == 3
 
-    images = Path(tiny_voc.removeprefix("voc:")) / "JPEGImages"
-    out = run(
-        str(ROOT / "demo.py"),
-        "--dataset",
-        tiny_voc,
-        *TINY,
-        *checkpoint_flags(tmp_path / "models", 3, 2, 2),
-        "--image_dir",
-        str(images),
-        "--output_dir",
-        str(tmp_path / "demo"),
-        cwd=tmp_path,
+    pictures, images = run_demo(
+        tiny_voc, [*TINY, *checkpoint_flags(tmp_path / "models", 3, 2, 2)], tmp_path / "demo", tmp_path
     )
-    assert len(list((tmp_path / "demo").glob("*.jpg"))) == len(list(images.glob("*.jpg"))) == 9
+    assert pictures == images == 9
 
 
 def test_resume_from_a_missing_checkpoint_names_it(tiny_voc, tmp_path):
@@ -229,21 +236,8 @@ def test_faster_rcnn_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, 
     )
     assert_evaluated(out, tmp_path / "out")
 
-    images = Path(tiny_voc.removeprefix("voc:")) / "JPEGImages"
-    run(
-        str(ROOT / "demo.py"),
-        "--dataset",
-        tiny_voc,
-        *tiny,
-        *test_flags,
-        *check,
-        "--image_dir",
-        str(images),
-        "--output_dir",
-        str(tmp_path / "demo"),
-        cwd=tmp_path,
-    )
-    assert len(list((tmp_path / "demo").glob("*.jpg"))) == 9
+    pictures, _ = run_demo(tiny_voc, [*tiny, *test_flags, *check], tmp_path / "demo", tmp_path)
+    assert pictures == 9
 
 
 def test_two_stage_options_are_rejected_for_ttfnet(tiny_voc, tmp_path):
