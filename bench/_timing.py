@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from dets.ground_truth import GroundTruth
+
 
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
@@ -56,9 +58,9 @@ def measure(
 
 def random_scene(
     bs: int, size: int, boxes_per_image: int, num_classes: int, device: torch.device, generator: torch.Generator
-) -> tuple[torch.Tensor, list[dict]]:
-    """A detector's training batch of noise: images [bs, 3, size, size] and per image 'boxes'
-    [boxes_per_image, 4] (xyxy, 8 px to 0.3 size a side), 'labels' and 'size' (size, size)."""
+) -> tuple[torch.Tensor, GroundTruth]:
+    """A detector's training batch of noise on `device`: images [bs, 3, size, size] and their
+    padded ground truth, boxes_per_image boxes (xyxy, 8 px to 0.3 size a side) per image."""
     images = torch.randn(bs, 3, size, size, generator=generator).to(device)
     targets = []
     for _ in range(bs):
@@ -66,8 +68,8 @@ def random_scene(
         wh = 8 + torch.rand(boxes_per_image, 2, generator=generator) * size * 0.3
         boxes = torch.cat([xy, (xy + wh).clamp(max=size - 1)], dim=1)
         labels = torch.randint(0, num_classes, (boxes_per_image,), generator=generator)
-        targets.append({"boxes": boxes.to(device), "labels": labels.to(device), "size": (size, size)})
-    return images, targets
+        targets.append({"boxes": boxes, "labels": labels, "size": (size, size)})
+    return images, GroundTruth.from_targets(targets, (size, size)).to(device)
 
 
 def memory_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:

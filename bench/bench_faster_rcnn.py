@@ -55,14 +55,14 @@ def _measure(net: str, device: torch.device, size: int, bs: int, steps: int, poo
     """[net, train img/s, its RoI and NMS shares, test img/s, its RoI and NMS shares] as text."""
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = build_detector(net, NUM_CLASSES, pooling_mode=pooling_mode).to(device)
+    model = build_detector(net, NUM_CLASSES, options={"pooling_mode": pooling_mode}).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    images, targets = random_scene(bs, size, BOXES_PER_IMAGE, NUM_CLASSES, device, generator)
+    images, ground_truth = random_scene(bs, size, BOXES_PER_IMAGE, NUM_CLASSES, device, generator)
 
     def train_step():
         model.train()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            losses = model.loss(model(images, targets), targets)
+            losses = model(images, ground_truth)
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()

@@ -23,17 +23,19 @@ def run(device: torch.device, quick: bool = False, size: int = 512, bs: int = 8,
     generator = torch.Generator().manual_seed(0)
     model = build_detector("ttfnet_r18", num_classes=80).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    images, targets = random_scene(bs, size, 20, 80, device, generator)
+    images, ground_truth = random_scene(bs, size, 20, 80, device, generator)
 
     def train_step():
         model.train()
-        losses = model.loss(model(images), targets)
+        losses = model(images, ground_truth)
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
 
     def targets_only():
-        ttf_targets([t["boxes"] for t in targets], [t["labels"] for t in targets], 80, (size // 4, size // 4))
+        ttf_targets(
+            ground_truth.boxes, ground_truth.labels, 80, (size // 4, size // 4), num_boxes=ground_truth.num_boxes
+        )
 
     step = measure(train_step, device, repeats=steps, warmup=1, min_time=0)
     target_time = measure(targets_only, device, repeats=steps * 3, warmup=1, min_time=0)

@@ -218,8 +218,10 @@ def test_faster_rcnn_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, 
     assert [p.name for p in saved] == [f"{prefix}_3_1_2.pth", f"{prefix}_3_2_2.pth"]
     state = torch.load(saved[1], weights_only=False)
     assert state["epoch"] == 2 and state["scheduler"]["last_epoch"] == 4
-    assert state["pooling_mode"] == ("crop" if "crop" in train_flags else "align")
-    assert state["class_agnostic"] == ("--cag" in train_flags)
+    assert state["config"]["options"] == {
+        "pooling_mode": "crop" if "crop" in train_flags else "align",
+        "class_agnostic": "--cag" in train_flags,
+    }
     assert state["args"]["input_size"] == 64
 
     check = checkpoint_flags(models, 3, 2, 2)
@@ -250,4 +252,4 @@ def test_two_stage_options_are_rejected_for_ttfnet(tiny_voc, tmp_path):
         text=True,
     )
     assert done.returncode != 0
-    assert "class_agnostic apply to the Faster R-CNN nets only" in done.stderr
+    assert "--cag apply to Faster R-CNN nets only, not to ttfnet_r18 (TTFNet)" in done.stderr

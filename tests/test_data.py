@@ -320,13 +320,21 @@ def test_pipeline_deterministic_and_invertible(gen):
 
 def test_collate_pads_to_multiple_of_32(gen):
     a, b = torch.randn(3, 50, 70, generator=gen), torch.randn(3, 64, 33, generator=gen)
-    targets = [{"boxes": torch.zeros(0, 4)}, {"boxes": torch.ones(1, 4)}]
-    images, out_targets = collate([(a, targets[0]), (b, targets[1])])
+    targets = [
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "size": (50, 70)},
+        {"boxes": torch.tensor([[1.0, 2.0, 3.0, 4.0]]), "labels": torch.tensor([2]), "size": (64, 33)},
+    ]
+    images, ground_truth, out_targets = collate([(a, targets[0]), (b, targets[1])])
     assert images.shape == (2, 3, 64, 96) and out_targets == targets
     assert torch.equal(images[0, :, :50, :70], a) and torch.equal(images[1, :, :64, :33], b)
     assert images[0, :, 50:].abs().sum() == 0 and images[0, :, :, 70:].abs().sum() == 0
     assert images[1, :, :, 33:].abs().sum() == 0
     assert collate([(torch.zeros(3, 64, 32), {})])[0].shape == (1, 3, 64, 32)
+    # The ground truth, padded once: the empty image's slot is padding.
+    assert ground_truth.boxes.shape == (2, 1, 4) and ground_truth.num_boxes.tolist() == [0, 1]
+    assert ground_truth.labels.tolist() == [[0], [2]] and ground_truth.valid.tolist() == [[False], [True]]
+    assert torch.equal(ground_truth.boxes[1, 0], targets[1]["boxes"][0])
+    assert ground_truth.image_sizes.tolist() == [[50, 70], [64, 33]]
 
 
 # ---------------------------------------------------------------------------------------------

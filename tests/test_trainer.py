@@ -6,39 +6,40 @@ import pytest
 import torch
 from torch import nn
 
+from dets.data import collate
 from dets.engine.schedule import build_scheduler
 from dets.engine.trainer import NonFiniteLoss, build_optimizer, train_one_epoch
+from dets.ground_truth import GroundTruth
 
 
 class Toy(nn.Module):
-    def __init__(self):
+    """Follows the detector contract: with ground truth, forward returns the losses, here the
+    output times the next of `factors`."""
+
+    def __init__(self, factors=()):
         super().__init__()
         self.linear = nn.Linear(2, 1)
+        self.factors = iter(factors)
 
-    def forward(self, x, targets=None):
-        return self.linear(x.flatten(1)[:, :2])
+    def forward(self, x, ground_truth=None):
+        assert isinstance(ground_truth, GroundTruth)
+        return {"loss": self.linear(x.flatten(1)[:, :2]).sum() * next(self.factors)}
 
 
 def _setup(losses_in_order):
-    model = Toy()
+    model = Toy(losses_in_order)
     optimizer = build_optimizer(model, "sgd", lr=0.1, weight_decay=0.0)
     scheduler = build_scheduler(
         optimizer, iters_per_epoch=len(losses_in_order), warmup_iters=0, warmup_ratio=1.0, decay_epochs=[], gamma=0.1
     )
-    loader = [(torch.ones(1, 1, 1, 2), [{}]) for _ in losses_in_order]
-    factors = iter(losses_in_order)
-
-    def criterion(outputs, targets):
-        loss = outputs.sum() * next(factors)
-        return {"loss": loss}
-
-    return model, optimizer, scheduler, loader, criterion
+    loader = [collate([(torch.ones(1, 1, 2), {})], size_divisor=1) for _ in losses_in_order]
+    return model, optimizer, scheduler, loader
 
 
 def test_a_nan_step_is_skipped_and_the_weights_are_unchanged(capsys):
-    model, optimizer, scheduler, loader, criterion = _setup([math.nan])
+    model, optimizer, scheduler, loader = _setup([math.nan])
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    stats = train_one_epoch(model, criterion, loader, optimizer, scheduler, torch.device("cpu"), 1)
+    stats = train_one_epoch(model, loader, optimizer, scheduler, torch.device("cpu"), 1)
     assert stats["skipped_steps"] == 1
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
@@ -46,17 +47,17 @@ def test_a_nan_step_is_skipped_and_the_weights_are_unchanged(capsys):
 
 
 def test_finite_steps_after_a_bad_one_still_train():
-    model, optimizer, scheduler, loader, criterion = _setup([math.inf, 1.0])
+    model, optimizer, scheduler, loader = _setup([math.inf, 1.0])
     before = model.linear.weight.clone()
-    stats = train_one_epoch(model, criterion, loader, optimizer, scheduler, torch.device("cpu"), 1)
+    stats = train_one_epoch(model, loader, optimizer, scheduler, torch.device("cpu"), 1)
     assert stats["skipped_steps"] == 1
     assert not torch.equal(model.linear.weight, before)
 
 
 def test_many_bad_steps_in_a_row_stop_training():
-    model, optimizer, scheduler, loader, criterion = _setup([math.nan] * 3)
+    model, optimizer, scheduler, loader = _setup([math.nan] * 3)
     with pytest.raises(NonFiniteLoss, match="3 non-finite losses in a row"):
-        train_one_epoch(model, criterion, loader, optimizer, scheduler, torch.device("cpu"), 1, max_bad_steps=3)
+        train_one_epoch(model, loader, optimizer, scheduler, torch.device("cpu"), 1, max_bad_steps=3)
 
 
 def test_biases_get_twice_the_rate_and_no_decay():

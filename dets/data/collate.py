@@ -2,6 +2,8 @@
 
 import math
 
+from dets.ground_truth import GroundTruth
+
 
 def collate(batch, size_divisor: int = 32):
     """Stack (image [3, H_i, W_i], target) pairs into one padded batch.
@@ -11,7 +13,8 @@ def collate(batch, size_divisor: int = 32):
     ``size_divisor`` so every stride of the backbone divides it. Boxes need no change.
 
     Returns:
-        images float32 [B, 3, H, W], targets list[dict] (as given).
+        images float32 [B, 3, H, W], the padded ``GroundTruth`` of the batch, and the targets
+        (list[dict], as given: what maps detections back to the original images).
     """
     images, targets = zip(*batch, strict=True)
     height = math.ceil(max(image.shape[1] for image in images) / size_divisor) * size_divisor
@@ -19,4 +22,4 @@ def collate(batch, size_divisor: int = 32):
     out = images[0].new_zeros((len(images), images[0].shape[0], height, width))
     for out_image, image in zip(out, images, strict=True):
         out_image[:, : image.shape[1], : image.shape[2]] = image
-    return out, list(targets)
+    return out, GroundTruth.from_targets(list(targets), (height, width)), list(targets)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from dets.boxes import box_iou, clip_to_size
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -70,8 +72,7 @@ def boxes_to_original(boxes: torch.Tensor, target: dict) -> torch.Tensor:
         x1, x2 = (x1 - tx) / sx, (x2 - tx) / sx
     y1, y2 = (y1 - ty) / sy, (y2 - ty) / sy
     height, width = target["orig_size"]
-    out = torch.stack([x1, y1, x2, y2], dim=-1)
-    return out.clamp(min=0).minimum(out.new_tensor([width, height, width, height]))
+    return clip_to_size(torch.stack([x1, y1, x2, y2], dim=-1), height, width)
 
 
 def _uniform(low: float, high: float, generator) -> float:
@@ -87,13 +88,9 @@ def _randint(high: int, generator) -> int:
     return int(torch.randint(high, (), generator=generator).item())
 
 
-def _clip(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    return boxes.clamp(min=0).minimum(boxes.new_tensor([width, height, width, height]))
-
-
 def _clip_and_drop(boxes: torch.Tensor, labels: torch.Tensor, height: int, width: int):
     """Clip boxes to the image and drop those left with no area."""
-    boxes = _clip(boxes, height, width)
+    boxes = clip_to_size(boxes, height, width)
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return boxes[keep], labels[keep]
 
@@ -149,7 +146,7 @@ class Resize:
             sample,
             image=image,
             # Clipped because W * (W' / W) can round to a hair above W'.
-            boxes=_clip(sample.boxes * sample.boxes.new_tensor([fx, fy, fx, fy]), height, width),
+            boxes=clip_to_size(sample.boxes * sample.boxes.new_tensor([fx, fy, fx, fy]), height, width),
             scale=(sy * fy, sx * fx),
             offset=(ty * fy, tx * fx),
         )
@@ -275,16 +272,6 @@ class Expand:
         return f"Expand(ratio={self.ratio}, p={self.p})"
 
 
-def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU [N, M] of boxes a [N, 4] with boxes b [M, 4]."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(dim=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(dim=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(dim=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
-
-
 class MinIoURandomCrop:
     """SSD's random crop. Repeatedly pick a mode from {keep the image, min IoU 0.1, 0.3, 0.5, 0.7,
     0.9, any}; for a min-IoU mode draw ``trials`` patches with sides U(min_crop, 1) of the
@@ -317,7 +304,7 @@ class MinIoURandomCrop:
             patches = torch.cat([corner, corner + size.floor()], dim=1)
             ok = (size[:, 1] >= 0.5 * size[:, 0]) & (size[:, 1] <= 2 * size[:, 0])
             ok &= (patches[:, 2:] > patches[:, :2]).all(dim=1)
-            ok &= _box_iou(patches, boxes).min(dim=1).values >= min_iou
+            ok &= box_iou(patches, boxes).min(dim=1).values >= min_iou
             after_start = (centres[None] > patches[:, None, :2]).all(dim=2)
             inside = after_start & (centres[None] < patches[:, None, 2:]).all(dim=2)  # [trials, M]
             ok &= inside.any(dim=1)

@@ -7,7 +7,8 @@ options are real flags, and --lr_decay_step lists the epochs at which the rate d
 
 import argparse
 
-from dets.models import POOLING_MODES
+from dets.models import DEFAULT_NET, NETS, Option
+from dets.models.recipe import TEST_NOT_OFFERED
 
 
 def _epochs(text: str) -> list[int]:
@@ -27,6 +28,49 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _families() -> dict[str, list[str]]:
+    """Family name → its nets, in the net table's order."""
+    families: dict[str, list[str]] = {}
+    for net, spec in NETS.items():
+        families.setdefault(spec.recipe.family, []).append(net)
+    return families
+
+
+def _per_family(describe) -> str:
+    """'Family: text; ...' with `describe(recipe)` per family, nets named where one differs."""
+    parts = []
+    for family, nets in _families().items():
+        texts: dict[str, list[str]] = {}
+        for net in nets:
+            texts.setdefault(describe(NETS[net].recipe), []).append(net)
+        common = max(texts, key=lambda t: len(texts[t]))
+        others = "".join(f", {' '.join(n)} {t}" for t, n in texts.items() if t != common)
+        parts.append(f"{family}: {common}{others}")
+    return "; ".join(parts)
+
+
+def family_options(program: str) -> list[Option]:
+    """Every family's options offered by `program` ("train" or "test"), one per dest."""
+    options: dict[str, Option] = {}
+    for spec in NETS.values():
+        for option in spec.recipe.options:
+            offered = option.on_train if program == "train" else option.on_test != TEST_NOT_OFFERED
+            if offered:
+                options.setdefault(option.dest, option)
+    return list(options.values())
+
+
+def _add_family_options(parser: argparse.ArgumentParser, program: str) -> None:
+    # Default None: the engine tells "not given" (the recipe's or the checkpoint's value) from "given".
+    for option in family_options(program):
+        if isinstance(option.default, bool):
+            parser.add_argument(option.flag, dest=option.dest, action="store_true", default=None, help=option.help)
+        else:
+            parser.add_argument(
+                option.flag, dest=option.dest, choices=option.choices, type=option.type, default=None, help=option.help
+            )
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
@@ -36,9 +80,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--net",
-        default="ttfnet_r18",
-        help="detector: ttfnet_r18 ttfnet_r34 ttfnet_r50 ttfnet_d53 (TTFNet), vgg16 res50 res101 (Faster R-CNN "
-        "C4), detnet59 res50_fpn (Faster R-CNN FPN)",
+        default=DEFAULT_NET,
+        choices=list(NETS),
+        metavar="NET",
+        help="detector: " + "; ".join(f"{family}: {' '.join(nets)}" for family, nets in _families().items()),
     )
     parser.add_argument("--data_dir", default="data", help="where named datasets live")
     parser.add_argument("--cuda", action="store_true", help="run on the GPU")
@@ -48,14 +93,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--input_size",
         type=_positive_int,
         default=None,
-        help="TTFNet: side of the square input (default 512); Faster R-CNN: shorter image side, longer side "
-        "at most 5/3 of it (default 600, i.e. 600/1000). Testing defaults to the checkpoint's",
-    )
-    parser.add_argument(
-        "--cag",
-        dest="class_agnostic",
-        action="store_true",
-        help="Faster R-CNN: class-agnostic box regression (testing: must match the checkpoint)",
+        help=_per_family(lambda r: r.input_size_help) + ". Testing defaults to the checkpoint's",
     )
 
 
@@ -71,7 +109,11 @@ def train_parser() -> argparse.ArgumentParser:
         "--lr",
         type=float,
         default=None,
-        help="base learning rate (TTFNet: sgd 0.016, adam 2e-3; Faster R-CNN: sgd 0.001 x --bs, adam 1e-4 x --bs)",
+        help="base learning rate ("
+        + _per_family(
+            lambda r: ", ".join(f"{o} {v:g}" + (" x --bs" if r.lr_per_image else "") for o, v in r.lr.items())
+        )
+        + ")",
     )
     parser.add_argument(
         "--lr_decay_step",
@@ -82,15 +124,15 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--lr_decay_gamma", type=float, default=0.1)
     parser.add_argument(
-        "--wd", type=float, default=None, help="weight decay (TTFNet 4e-4; Faster R-CNN 1e-4, vgg16 5e-4)"
+        "--wd", type=float, default=None, help="weight decay (" + _per_family(lambda r: f"{r.weight_decay:g}") + ")"
     )
     parser.add_argument("--warmup_iters", type=int, default=500, help="linear warm-up iterations (from lr/5)")
     parser.add_argument(
         "--aug",
         choices=("flip", "ssd"),
         default="flip",
-        help="training augmentation: flip (resize + flip, TTFNet's base configs) or ssd (+ photometric "
-        "distortion, expand and min-IoU crop, TTFNet's *_aug_* configs)",
+        help="training augmentation: flip (resize + horizontal flip) or ssd (+ SSD's photometric "
+        "distortion, expand and min-IoU crop)",
     )
     parser.add_argument("--clip_grad", type=float, default=35.0, help="max gradient norm (0: off)")
     parser.add_argument("--s", dest="session", type=int, default=1, help="training session number")
@@ -108,15 +150,13 @@ def train_parser() -> argparse.ArgumentParser:
         "--frozen_stages",
         type=int,
         default=None,
-        help="backbone stages to freeze (-1: none; default -1, or 1 with frozen BatchNorms for a Faster R-CNN "
-        "net given --pretrained, as the seeds)",
+        help="backbone stages to freeze (-1: none; default -1, with --pretrained the family's: "
+        + _per_family(
+            lambda r: f"{r.pretrained_freezing[0]}" + (" with frozen BatchNorms" if r.pretrained_freezing[1] else "")
+        )
+        + ")",
     )
-    parser.add_argument(
-        "--pooling_mode",
-        choices=POOLING_MODES,
-        default=None,
-        help="Faster R-CNN RoI features: align (default), pool or crop; resuming keeps the checkpoint's",
-    )
+    _add_family_options(parser, "train")
     parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 on GPU, bf16 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -139,7 +179,5 @@ def test_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_per_image", type=_positive_int, default=100)
     parser.add_argument("--output_dir", default="output", help="where detections and pictures go")
     parser.add_argument("--split", default=None, help="dataset split to evaluate (default: the test split)")
-    parser.add_argument(
-        "--soft_nms", action="store_true", help="Faster R-CNN: DetNet's Soft-NMS (linear) instead of NMS at 0.3"
-    )
+    _add_family_options(parser, "test")
     return parser

@@ -1,10 +1,9 @@
 """Checkpoints in the faster-rcnn.pytorch naming scheme, written atomically.
 
-``{save_dir}/{net}/{dataset}/{prefix}_{session}_{epoch}_{step}.pth`` holding the model, the
-optimizer, the LR scheduler, the epoch and step reached, the arguments and the class names (and
-for Faster R-CNN its pooling_mode and class_agnostic). The prefix is the net's name for TTFNet,
-``faster_rcnn`` for the C4 nets and ``fpn`` for the FPN nets, as faster-rcnn.pytorch and DetNet
-name theirs.
+``{save_dir}/{net}/{dataset}/{prefix}_{session}_{epoch}_{step}.pth`` holding the model, its
+config (``Detector.config()``: what rebuilds it), the optimizer, the LR scheduler, the epoch and
+step reached, the arguments and the class names. The prefix is the one the net's recipe names (the
+seeds' own prefixes), else the net's name.
 """
 
 import os

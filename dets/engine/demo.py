@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from dets.data.image_folder import ImageFolder
+from dets.models import net_spec
 from dets.visualize import draw_detections, save_image
 
 from .args import test_parser
 from .inference import run_inference
-from .recipe import default_input_size, test_transforms
-from .test import load_model
+from .test import load_model, test_input_size
 
 
 def demo_parser() -> argparse.ArgumentParser:
@@ -29,8 +29,8 @@ def main(args) -> list[Path]:
         sys.exit("--cuda given but no GPU is visible")
     device = torch.device("cuda" if args.cuda else "cpu")
     model, class_names, train_args, path = load_model(args, device)
-    input_size = args.input_size or train_args.get("input_size", default_input_size(args.net))
-    images = ImageFolder(args.image_dir, class_names, transforms=test_transforms(args.net, input_size))
+    transforms = net_spec(args.net).recipe.test_transforms(test_input_size(args, train_args))
+    images = ImageFolder(args.image_dir, class_names, transforms=transforms)
     detections, images_per_s = run_inference(
         model, images, device, args.bs, args.nw, args.max_per_image, args.score_thr
     )

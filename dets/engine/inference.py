@@ -29,7 +29,7 @@ def run_inference(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     detections: list[dict] = []
     model_seconds = 0.0
-    for images, targets in loader:
+    for images, _, targets in loader:
         images = images.to(device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

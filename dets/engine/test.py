@@ -18,13 +18,13 @@ from dets.evaluation import (
     voc_evaluate,
     write_coco_json,
 )
-from dets.models import build_detector
+from dets.models import net_spec
 from dets.visualize import draw_detections, save_image
 
 from .args import test_parser
 from .checkpoint import checkpoint_path, dataset_dirname, load_checkpoint
 from .inference import run_inference
-from .recipe import default_input_size, test_transforms
+from .model_config import model_for_testing
 
 VIS_SCORE = 0.3
 
@@ -38,22 +38,18 @@ def load_model(args, device: torch.device):
             args.load_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
         )
     state = load_checkpoint(path)
-    net = state.get("net", args.net)
-    if net != args.net:
-        sys.exit(f"{path} holds a {net}, not the --net {args.net} asked for")
-    class_names = state["class_names"]
-    class_agnostic = state.get("class_agnostic", False)
-    if args.class_agnostic and not class_agnostic:
-        sys.exit(f"--cag given but {path} was trained with class-specific box regression")
-    model = build_detector(
-        net,
-        len(class_names),
-        pooling_mode=state.get("pooling_mode"),
-        class_agnostic=class_agnostic,
-        soft_nms=args.soft_nms,
-    )
+    if "class_names" not in state:
+        raise RuntimeError(
+            f"{path} has no 'class_names' entry: it is not a checkpoint written by dets' trainval_net.py"
+        )
+    model = model_for_testing(args, state, path)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), class_names, state.get("args", {}), path
+    return model.to(device).eval(), state["class_names"], state.get("args", {}), path
+
+
+def test_input_size(args, train_args: dict) -> int:
+    """--input_size, else the checkpoint's training input size, else the recipe's."""
+    return args.input_size or train_args.get("input_size") or net_spec(args.net).recipe.input_size
 
 
 def main(args) -> dict:
@@ -61,10 +57,8 @@ def main(args) -> dict:
         sys.exit("--cuda given but no GPU is visible")
     device = torch.device("cuda" if args.cuda else "cpu")
     model, class_names, train_args, path = load_model(args, device)
-    input_size = args.input_size or train_args.get("input_size", default_input_size(args.net))
-    dataset = build_dataset(
-        args.dataset, args.split or "test", data_dir=args.data_dir, transforms=test_transforms(args.net, input_size)
-    )
+    transforms = net_spec(args.net).recipe.test_transforms(test_input_size(args, train_args))
+    dataset = build_dataset(args.dataset, args.split or "test", data_dir=args.data_dir, transforms=transforms)
     if list(dataset.class_names) != list(class_names):
         sys.exit(f"{path} was trained on {class_names}, but {args.dataset} has {list(dataset.class_names)}")
     print(f"dets: evaluating {path} on {args.dataset} ({len(dataset)} images) on {device}")

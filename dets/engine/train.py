@@ -12,12 +12,12 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from dets.data import build_dataset, collate
-from dets.models import DEFAULT_POOLING_MODE, build_detector, is_two_stage
+from dets.models import build_detector, net_spec
 
 from .args import train_parser
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .distributed import barrier, cleanup, init_distributed, is_main_process
-from .recipe import default_freezing, default_input_size, default_lr, default_weight_decay, train_transforms
+from .model_config import checkpoint_config, training_options
 from .schedule import build_scheduler
 from .trainer import build_optimizer, train_one_epoch
 
@@ -48,10 +48,11 @@ def main(args) -> dict:
     rank, world_size, local_rank = init_distributed(device_type)
     device = torch.device("cuda", local_rank) if args.cuda else torch.device("cpu")
     seed_everything(args.seed + rank)
-    lr = args.lr if args.lr is not None else default_lr(args.net, args.optimizer, args.bs)
-    weight_decay = args.wd if args.wd is not None else default_weight_decay(args.net)
-    input_size = args.input_size or default_input_size(args.net)
-    frozen_stages, frozen_bn = default_freezing(args.net, args.pretrained)
+    recipe = net_spec(args.net).recipe
+    lr = args.lr if args.lr is not None else recipe.default_lr(args.optimizer, args.bs)
+    weight_decay = args.wd if args.wd is not None else recipe.weight_decay
+    input_size = args.input_size or recipe.input_size
+    frozen_stages, frozen_bn = recipe.freezing(args.pretrained)
     if args.frozen_stages is not None:
         frozen_stages = args.frozen_stages
     decay = args.lr_decay_step
@@ -66,7 +67,7 @@ def main(args) -> dict:
         args.dataset,
         "train",
         data_dir=args.data_dir,
-        transforms=train_transforms(args.net, input_size, augment=args.aug == "ssd"),
+        transforms=recipe.train_transforms(input_size, args.aug == "ssd"),
     )
     class_names = list(dataset.class_names)
     resume_path = state = None
@@ -75,21 +76,15 @@ def main(args) -> dict:
             args.load_dir or args.save_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
         )
         state = load_checkpoint(resume_path)
-    # Faster R-CNN's RoI settings shape the model, so a resumed run keeps the checkpoint's (as the seeds).
-    model_options = {"pooling_mode": args.pooling_mode, "class_agnostic": args.class_agnostic}
-    if is_two_stage(args.net):
-        model_options["pooling_mode"] = args.pooling_mode or DEFAULT_POOLING_MODE
-        if state is not None:
-            model_options = {k: state.get(k, v) for k, v in model_options.items()}
+    options = training_options(args, None if state is None else checkpoint_config(state, resume_path))
     model = build_detector(
         args.net,
         len(class_names),
         pretrained=args.pretrained,
         frozen_stages=frozen_stages,
         frozen_bn=frozen_bn,
-        **model_options,
+        options=options,
     ).to(device)
-    criterion = model.loss
 
     if world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed)
@@ -164,7 +159,6 @@ def main(args) -> dict:
         )
         stats = train_one_epoch(
             ddp_model,
-            criterion,
             loader,
             optimizer,
             scheduler,
@@ -192,7 +186,7 @@ def main(args) -> dict:
                     "step": iters_per_epoch,
                     "args": vars(args)
                     | {"input_size": input_size, "lr": lr, "wd": weight_decay, "lr_decay_step": decay},
-                    **model_options,
+                    "config": model.config(),
                     "class_names": class_names,
                     "net": args.net,
                     "rng": {"torch": torch.get_rng_state()},

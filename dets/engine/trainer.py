@@ -45,7 +45,6 @@ class NonFiniteLoss(RuntimeError):
 
 def train_one_epoch(
     model: nn.Module,
-    criterion,
     loader,
     optimizer,
     scheduler,
@@ -63,9 +62,10 @@ def train_one_epoch(
 ) -> dict:
     """Train for one pass over `loader`.
 
-    The model is called as ``model(images, targets)`` (Faster R-CNN samples its regions from the
-    targets inside forward, where DistributedDataParallel sees it). `criterion(outputs, targets)`
-    returns a dict of losses with the total under "loss". A step whose loss is not finite is
+    `loader` yields (images, ground_truth, targets) as ``dets.data.collate`` makes them; both
+    go to `device` once and the model is called as ``model(images, ground_truth)``, which
+    returns a dict of losses with the total under "loss" (the ``Detector`` contract). A step
+    whose loss is not finite is
     skipped (weights and schedule untouched) with a message; `max_bad_steps` of them in a row
     stop training with NonFiniteLoss rather than carry on blindly.
     """
@@ -75,13 +75,13 @@ def train_one_epoch(
     seen = 0
     start = time.perf_counter()
     iters = len(loader) if max_iters is None else min(len(loader), max_iters)
-    for it, (images, targets) in enumerate(loader):
+    for it, (images, ground_truth, _) in enumerate(loader):
         if it >= iters:
             break
         images = images.to(device, non_blocking=True)
+        ground_truth = ground_truth.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            outputs = model(images, targets)
-        losses = criterion(outputs, targets)
+            losses = model(images, ground_truth)
         loss = losses["loss"]
         if not torch.isfinite(all_reduce_mean(loss.detach())):
             bad_in_a_row += 1

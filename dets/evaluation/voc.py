@@ -26,6 +26,9 @@ repositories report):
 """
 
 import numpy as np
+import torch
+
+from dets import boxes
 
 from ..ops._checks import check_float_arg
 from ._inputs import read_detections, read_ground_truth
@@ -60,16 +63,12 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
 
 
 def box_iou(a: np.ndarray, b: np.ndarray, legacy_plus_one: bool = True) -> np.ndarray:
-    """IoU float64 [N, M] between xyxy boxes a [N, 4] and b [M, 4] (+1 on widths if legacy)."""
-    one = 1.0 if legacy_plus_one else 0.0
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
-    area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
-    # Two empty boxes without "+1" give 0/0 = NaN, which is never above a threshold.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return inter / (area_a[:, None] + area_b[None, :] - inter)
+    """IoU float64 [N, M] between xyxy boxes a [N, 4] and b [M, 4] (+1 on widths if legacy);
+    ``dets.boxes.box_iou`` in float64 (empty unions give 0, never a match)."""
+    iou = boxes.box_iou(
+        torch.from_numpy(np.asarray(a, np.float64)), torch.from_numpy(np.asarray(b, np.float64)), legacy_plus_one
+    )
+    return iou.numpy()
 
 
 def _best_gt_per_detection(det_boxes, det_labels, gt_boxes, gt_labels, legacy_plus_one):

@@ -1,104 +1,76 @@
 """Detectors by name (the ``--net`` flag): ``build_detector(net, num_classes, ...)``.
 
-Families: TTFNet (``ttfnet_*``) and Faster R-CNN with a C4 body (``vgg16``, ``res50``,
-``res101``; checkpoints named ``faster_rcnn_*``) or a feature pyramid (``detnet59``,
-``res50_fpn``; checkpoints named ``fpn_*``), as faster-rcnn.pytorch and DetNet name them.
+The nets, their builders and their recipes are in ``zoo.NETS``; every model follows the contract
+of ``detector.Detector``; ``dets/models/README.md`` says how to add a family.
 """
 
-from torch import nn
-
-from .backbones import DarkNet53, ResNet
-from .faster_rcnn import FasterRCNN, faster_rcnn_from_parts
-from .layers import load_checkpoint_weights
-from .roi_pooling import POOLING_MODES
-from .ttf_head import TTFHead
-from .ttfnet import TTFNet
-from .two_stage_backbones import TWO_STAGE_BACKBONES
-
-# net name → (backbone factory, TTFHead keyword arguments). The paper uses one box conv for
-# ResNet-18 and two for the deeper backbones.
-TTFNET_NETS = {
-    "ttfnet_r18": (lambda **kw: ResNet(18, **kw), {"wh_convs": 1}),
-    "ttfnet_r34": (lambda **kw: ResNet(34, **kw), {"wh_convs": 2}),
-    "ttfnet_r50": (lambda **kw: ResNet(50, **kw), {"wh_convs": 2}),
-    "ttfnet_d53": (lambda **kw: DarkNet53(**kw), {"wh_convs": 2}),
-}
-C4_NETS = ("vgg16", "res50", "res101")
-FPN_NETS = ("detnet59", "res50_fpn")
-TWO_STAGE_NETS = C4_NETS + FPN_NETS
-NETS = sorted(TTFNET_NETS) + list(TWO_STAGE_NETS)
-DEFAULT_POOLING_MODE = "align"
+from .detector import Detector
+from .recipe import Option, Recipe
+from .zoo import DEFAULT_NET, NETS, NetSpec
 
 
-def is_two_stage(net: str) -> bool:
-    return net in TWO_STAGE_NETS
-
-
-def checkpoint_prefix(net: str) -> str:
-    """File-name prefix of `net`'s checkpoints: the seeds' faster_rcnn / fpn, else the net's name."""
-    if net in C4_NETS:
-        return "faster_rcnn"
-    if net in FPN_NETS:
-        return "fpn"
-    return net
+def net_spec(net: str) -> NetSpec:
+    """The table entry of `net`; a ValueError listing the nets for an unknown name."""
+    if net not in NETS:
+        raise ValueError(f"unknown --net {net!r}; choose one of {', '.join(NETS)}")
+    return NETS[net]
 
 
 def build_detector(
     net: str,
     num_classes: int,
+    *,
     pretrained: str | None = None,
     frozen_stages: int = -1,
     frozen_bn: bool = False,
-    pooling_mode: str | None = None,
-    class_agnostic: bool = False,
-    soft_nms: bool = False,
-) -> nn.Module:
+    options: dict | None = None,
+) -> Detector:
     """Build the detector `net` for `num_classes` foreground classes.
 
     Args:
-        pretrained: path to the user's ImageNet checkpoint for the backbone (torchvision-style
-            keys for VGG16 and ResNets, detnet59.pth's for DetNet-59); None trains from scratch.
+        pretrained: path of the user's ImageNet checkpoint for the backbone; None trains from scratch.
         frozen_stages: -1 trains all; 0 freezes the stem; k also the first k stages.
         frozen_bn: freeze every backbone BatchNorm.
-        pooling_mode, class_agnostic, soft_nms: Faster R-CNN only (None means "align"); TTFNet
-            nets reject them.
+        options: the family's own options by ``Option.dest`` (e.g. Faster R-CNN's
+            ``pooling_mode``); one that the family does not have is a ValueError naming it.
     """
-    if net in TTFNET_NETS:
-        two_stage_options = {"pooling_mode": pooling_mode, "class_agnostic": class_agnostic, "soft_nms": soft_nms}
-        given = [name for name, value in two_stage_options.items() if value not in (None, False)]
-        if given:
-            raise ValueError(f"{', '.join(given)} apply to the Faster R-CNN nets only, not to {net}")
-        make_backbone, head_kwargs = TTFNET_NETS[net]
-        backbone = make_backbone(frozen_stages=frozen_stages, frozen_bn=frozen_bn)
-        if pretrained:
-            load_checkpoint_weights(backbone, pretrained, drop_prefixes=("fc.",))
-        head = TTFHead(backbone.out_channels, num_classes, **head_kwargs)
-        return TTFNet(backbone, head, num_classes)
-    if net in TWO_STAGE_NETS:
-        body, box_head = TWO_STAGE_BACKBONES[net](
-            frozen_stages=frozen_stages, frozen_bn=frozen_bn, pretrained=pretrained
-        )
-        return faster_rcnn_from_parts(
-            body,
-            box_head,
-            num_classes,
-            pyramid=net in FPN_NETS,
-            pooling_mode=pooling_mode or DEFAULT_POOLING_MODE,
-            class_agnostic=class_agnostic,
-            soft_nms=soft_nms,
-        )
-    raise ValueError(f"unknown --net {net!r}; choose one of {', '.join(NETS)}")
+    spec = net_spec(net)
+    options = dict(options or {})
+    known = {o.dest for o in spec.recipe.options}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not options of {net} ({spec.recipe.family})")
+    full = {o.dest: o.default for o in spec.recipe.options} | options
+    model = spec.build(num_classes, pretrained=pretrained, frozen_stages=frozen_stages, frozen_bn=frozen_bn, **full)
+    model.set_config(net, num_classes, {o.dest: full[o.dest] for o in spec.recipe.options if o.kept})
+    return model
+
+
+def nets_markdown() -> str:
+    """The net table as the README shows it (tests/test_readme.py keeps the two equal)."""
+    rows = ["| `--net` | family | `--input_size` (default) | checkpoints | family flags |", "|---|---|---|---|---|"]
+    for net, spec in NETS.items():
+        recipe = spec.recipe
+        flags = " ".join(f"`{o.flag}`" for o in recipe.options) or "–"
+        prefix = f"`{checkpoint_prefix(net)}_S_E_P.pth`"
+        rows.append(f"| `{net}` | {recipe.family} | {recipe.input_size_help} | {prefix} | {flags} |")
+    return "\n".join(rows)
+
+
+def checkpoint_prefix(net: str) -> str:
+    """File-name prefix of `net`'s checkpoints: its recipe's (the seeds' faster_rcnn / fpn), else the net's name."""
+    return net_spec(net).recipe.checkpoint_prefix or net
 
 
 __all__ = [
-    "C4_NETS",
-    "FPN_NETS",
+    "DEFAULT_NET",
     "NETS",
-    "POOLING_MODES",
-    "TWO_STAGE_NETS",
-    "FasterRCNN",
-    "TTFNet",
+    "Detector",
+    "NetSpec",
+    "Option",
+    "Recipe",
     "build_detector",
     "checkpoint_prefix",
-    "is_two_stage",
+    "net_spec",
+    "nets_markdown",
 ]

@@ -59,46 +59,6 @@ def freeze(module: nn.Module) -> nn.Module:
     return freeze_batch_norm(module)
 
 
-def load_checkpoint_weights(model: nn.Module, path: str, drop_prefixes: tuple[str, ...] = ()) -> list[str]:
-    """Load a user's checkpoint (e.g. ImageNet weights) into `model`, non-strictly.
-
-    Accepts a bare state dict or one nested under "state_dict"/"model"; strips a
-    DistributedDataParallel "module." prefix; drops keys starting with `drop_prefixes`
-    (e.g. a classifier). Keys whose shapes differ are an error naming them. Returns the
-    model's keys that the file did not provide.
-    """
-    return load_checkpoint_report(model, path, drop_prefixes)[0]
-
-
-def load_checkpoint_report(
-    model: nn.Module, path: str, drop_prefixes: tuple[str, ...] = ()
-) -> tuple[list[str], list[str]]:
-    """`load_checkpoint_weights`, returning (the model's keys the file lacks, the file's keys the model lacks)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"pretrained weights not found: {path}") from None
-    except Exception as exc:
-        raise RuntimeError(f"cannot read pretrained weights from {path}: {exc}") from exc
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise RuntimeError(f"{path} does not hold a state dict")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith(drop_prefixes)}
-    own = model.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    if mismatched:
-        raise RuntimeError(f"{path}: shapes differ from the model for {mismatched[:5]}")
-    matched = [k for k in state if k in own]
-    if not matched:
-        raise RuntimeError(f"{path}: none of its {len(state)} keys match the model")
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    return missing, list(result.unexpected_keys)
-
-
 def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, act: nn.Module | None = None):
     """Conv (no bias) + BatchNorm + activation (ReLU unless given)."""
     return nn.Sequential(

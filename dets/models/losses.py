@@ -2,6 +2,8 @@
 
 import torch
 
+from dets.boxes import generalized_box_iou
+
 
 def heatmap_focal_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     """CornerNet's penalty-reduced focal loss on a Gaussian heatmap.
@@ -32,20 +34,7 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, pl
         weight: [N] non-negative; the result is sum(w * (1 - giou)) / (sum(w) + 1e-4).
         plus_one: TTFNet's pixel convention (widths x2 - x1 + 1), kept for parity with its weights.
     """
-    one = 1.0 if plus_one else 0.0
-    pred, target = pred.float(), target.float()
-    lt = torch.maximum(pred[:, :2], target[:, :2])
-    rb = torch.minimum(pred[:, 2:], target[:, 2:])
-    wh = (rb - lt + one).clamp(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    area_p = (pred[:, 2] - pred[:, 0] + one) * (pred[:, 3] - pred[:, 1] + one)
-    area_t = (target[:, 2] - target[:, 0] + one) * (target[:, 3] - target[:, 1] + one)
-    union = area_p + area_t - inter
-    enclose_wh = (torch.maximum(pred[:, 2:], target[:, 2:]) - torch.minimum(pred[:, :2], target[:, :2]) + one).clamp(
-        min=0
-    )
-    enclose = enclose_wh[:, 0] * enclose_wh[:, 1]
-    giou = inter / union.clamp(min=1e-6) - (enclose - union) / enclose.clamp(min=1e-6)
+    giou = generalized_box_iou(pred.float(), target.float(), plus_one)
     return ((1 - giou) * weight).sum() / (weight.sum() + 1e-4)
 
 

@@ -1,9 +1,83 @@
-"""Backbones: each returns a list of feature maps, finest first, and declares
-``out_channels`` and ``out_strides`` for them."""
+"""Backbones shared by every family, and their one contract.
 
+A backbone maps images [B, 3, H, W] to a list of feature maps, finest first, and declares for
+them ``out_channels`` and ``out_strides`` (lists, one entry per returned map). Every backbone
+takes the same keywords:
+
+    out_indices    which of its maps to return (default all); later stages are not built
+    frozen_stages  -1 trains everything; 0 freezes the stem; k >= 1 also the first k stages;
+                   outside [-1, number of stages] is a ValueError, the same for every backbone
+    frozen_bn      every BatchNorm becomes a FrozenBatchNorm2d
+
+``build_backbone(name, ...)`` builds one from ``BACKBONES`` and loads a user's ImageNet
+checkpoint with ``load_pretrained`` (one loader and one report of missing and unexpected keys
+for every family).
+
+| name | maps (default out_indices) | channels | strides |
+|---|---|---|---|
+| resnet18, resnet34 | layer1..layer4 | 64, 128, 256, 512 | 4, 8, 16, 32 |
+| resnet50, resnet101 | layer1..layer4 | 256, 512, 1024, 2048 | 4, 8, 16, 32 |
+| darknet53 | stages 2..5 | 128, 256, 512, 1024 | 4, 8, 16, 32 |
+| vgg16 | conv5_3 | 512 | 16 |
+| detnet59 | layer1..layer5 | 256, 512, 1024, 1024, 1024 | 4, 8, 16, 16, 16 |
+"""
+
+from functools import partial
+
+from torch import nn
+
+from .base import check_frozen_stages, check_out_indices, load_pretrained
 from .darknet import DarkNet53
 from .detnet import DetNet59
 from .resnet import ResNet
 from .vgg import VGG16
 
-__all__ = ["DarkNet53", "DetNet59", "ResNet", "VGG16"]
+# The ImageNet classifier of each backbone's usual checkpoint: not part of a detector.
+CLASSIFIER_KEYS = {"vgg16": ("classifier.",), "darknet53": ("fc.",)}
+DEFAULT_CLASSIFIER_KEYS = ("fc.",)
+
+BACKBONES = {
+    "resnet18": partial(ResNet, 18),
+    "resnet34": partial(ResNet, 34),
+    "resnet50": partial(ResNet, 50),
+    "resnet101": partial(ResNet, 101),
+    "darknet53": DarkNet53,
+    "vgg16": VGG16,
+    "detnet59": DetNet59,
+}
+
+
+def build_backbone(
+    name: str,
+    *,
+    out_indices=None,
+    frozen_stages: int = -1,
+    frozen_bn: bool = False,
+    pretrained: str | None = None,
+) -> nn.Module:
+    """The backbone `name` of ``BACKBONES`` (see the module doc for the keywords); `pretrained`
+    is the path of a user's ImageNet checkpoint (torchvision-style keys for ResNets and VGG16,
+    the published key names for DetNet-59), None to start from the initialisation."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    backbone = BACKBONES[name](frozen_stages=frozen_stages, frozen_bn=frozen_bn, out_indices=out_indices)
+    load_pretrained(
+        backbone,
+        pretrained,
+        CLASSIFIER_KEYS.get(name, DEFAULT_CLASSIFIER_KEYS),
+        frozen=frozen_stages >= 0 or (frozen_bn and name != "vgg16"),
+    )
+    return backbone
+
+
+__all__ = [
+    "BACKBONES",
+    "DarkNet53",
+    "DetNet59",
+    "ResNet",
+    "VGG16",
+    "build_backbone",
+    "check_frozen_stages",
+    "check_out_indices",
+    "load_pretrained",
+]

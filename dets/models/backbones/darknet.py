@@ -5,6 +5,7 @@ conv + BN + LeakyReLU(0.1)."""
 from torch import nn
 
 from ..layers import conv_bn_act, freeze, freeze_batch_norm
+from .base import check_frozen_stages, check_out_indices
 
 STAGES = ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4))
 
@@ -29,10 +30,13 @@ class DarkNet53(nn.Module):
     Args:
         frozen_stages: -1 trains everything; 0 freezes the stem; k >= 1 also stages 1..k.
         frozen_bn: replace every BatchNorm by FrozenBatchNorm2d.
+        out_indices: which of the four maps to return (default all).
     """
 
-    def __init__(self, frozen_stages: int = -1, frozen_bn: bool = False):
+    def __init__(self, frozen_stages: int = -1, frozen_bn: bool = False, out_indices=None):
         super().__init__()
+        check_frozen_stages("DarkNet-53", frozen_stages, len(STAGES))
+        self.out_indices = check_out_indices("DarkNet-53", out_indices, len(STAGES) - 1)
         self.stem = conv_bn_act(3, 32, 3, act=_leaky())
         channels = 32
         for i, (out, blocks) in enumerate(STAGES):
@@ -40,14 +44,14 @@ class DarkNet53(nn.Module):
             layers += [DarkBlock(out) for _ in range(blocks)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
             channels = out
-        self.out_channels = [c for c, _ in STAGES[1:]]
-        self.out_strides = [4, 8, 16, 32]
+        self.out_channels = [STAGES[1 + i][0] for i in self.out_indices]
+        self.out_strides = [4 * 2**i for i in self.out_indices]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, a=0.1, mode="fan_out", nonlinearity="leaky_relu")
         if frozen_stages >= 0:
             freeze(self.stem)
-        for i in range(1, min(frozen_stages, len(STAGES)) + 1):
+        for i in range(1, frozen_stages + 1):
             freeze(getattr(self, f"layer{i}"))
         if frozen_bn:
             freeze_batch_norm(self)
@@ -58,4 +62,4 @@ class DarkNet53(nn.Module):
         for i in range(2, len(STAGES) + 1):
             x = getattr(self, f"layer{i}")(x)
             features.append(x)
-        return features
+        return [features[i] for i in self.out_indices]

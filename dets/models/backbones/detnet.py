@@ -11,6 +11,7 @@ ImageNet classifier, not built here).
 import torch
 from torch import nn
 
+from .base import check_out_indices
 from .resnet import Bottleneck, ResNet, init_resnet_weights
 
 DETNET_STAGES = 2  # stages added after ResNet-50's layer3
@@ -51,13 +52,14 @@ class DetNet59(ResNet):
         frozen_bn: replace every BatchNorm by FrozenBatchNorm2d (DetNet freezes them all).
     """
 
-    def __init__(self, frozen_stages: int = -1, frozen_bn: bool = False):
-        super().__init__(50, num_stages=3)
+    def __init__(self, frozen_stages: int = -1, frozen_bn: bool = False, out_indices=None):
+        super().__init__(50, out_indices=(0, 1, 2))
         for i in range(DETNET_STAGES):
             setattr(self, f"layer{self.num_stages + 1 + i}", detnet_stage())
         self.num_stages += DETNET_STAGES
         self.out_channels += [DETNET_CHANNELS] * DETNET_STAGES
         self.out_strides += [DETNET_STRIDE] * DETNET_STAGES
+        self.select_maps(check_out_indices("DetNet-59", out_indices, self.num_stages))
         # Re-initialise the whole trunk so the added stages get the same scheme as the rest.
         init_resnet_weights(self)
         self.freeze_stages(frozen_stages, frozen_bn)

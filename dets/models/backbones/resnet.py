@@ -4,6 +4,7 @@ conv of bottlenecks) and state-dict keys, so a user's ImageNet checkpoint loads 
 from torch import nn
 
 from ..layers import freeze, freeze_batch_norm
+from .base import check_frozen_stages, check_out_indices
 
 DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -95,10 +96,11 @@ class ResNet(nn.Module):
         depth: 18, 34, 50 or 101.
         frozen_stages: -1 trains everything; 0 freezes the stem; k >= 1 also layer1..layerk.
         frozen_bn: replace every BatchNorm by FrozenBatchNorm2d (fixed statistics).
-        num_stages: 4, or 3 for the C4 two-stage detectors (layer4 becomes their RoI head).
+        out_indices: which of the four maps to return (default all); stages after the last one
+            are not built (the C4 detectors take (2,): layer4 becomes their RoI head).
     """
 
-    def __init__(self, depth: int, frozen_stages: int = -1, frozen_bn: bool = False, num_stages: int = 4):
+    def __init__(self, depth: int, frozen_stages: int = -1, frozen_bn: bool = False, out_indices=None):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"ResNet depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -108,6 +110,8 @@ class ResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
+        out_indices = check_out_indices(f"ResNet-{depth}", out_indices, len(counts))
+        num_stages = out_indices[-1] + 1
         channels = 64
         self.out_channels = []
         for i in range(num_stages):
@@ -117,13 +121,19 @@ class ResNet(nn.Module):
             self.out_channels.append(channels)
         self.out_strides = [4 * 2**i for i in range(num_stages)]
         self.num_stages = num_stages
+        self.select_maps(out_indices)
         init_resnet_weights(self)
         self.freeze_stages(frozen_stages, frozen_bn)
 
+    def select_maps(self, out_indices: tuple[int, ...]) -> None:
+        """Return only the maps of stages `out_indices` (0-based), with their channels and strides."""
+        self.out_indices = out_indices
+        self.out_channels = [self.out_channels[i] for i in out_indices]
+        self.out_strides = [self.out_strides[i] for i in out_indices]
+
     def freeze_stages(self, frozen_stages: int, frozen_bn: bool) -> None:
         """Freeze the stem (frozen_stages >= 0) and layer1..layer{frozen_stages}; all BNs if frozen_bn."""
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f"frozen_stages must be in [-1, {self.num_stages}] for this trunk, got {frozen_stages}")
+        check_frozen_stages(type(self).__name__, frozen_stages, self.num_stages)
         if frozen_stages >= 0:
             freeze(self.conv1)
             self.bn1 = freeze(self.bn1)
@@ -138,4 +148,4 @@ class ResNet(nn.Module):
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)
             features.append(x)
-        return features
+        return [features[i] for i in self.out_indices]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..layers import freeze
+from .base import check_frozen_stages, check_out_indices
 
 # Output channels of each conv, one tuple per block conv1..conv5; a 2x2 max-pool follows every
 # block but the last.
@@ -24,16 +25,16 @@ class VGG16(nn.Module):
             body: -1 trains everything; k >= 0 freezes blocks conv1..conv{k+1} (conv1 plays the
             stem). faster-rcnn.pytorch freezes conv1 and conv2, i.e. frozen_stages=1. At most 4.
 
-    VGG16 has no BatchNorm, so there is no frozen_bn.
+    VGG16 has no BatchNorm: ``frozen_bn`` is accepted (the backbone contract) and changes nothing.
     """
 
     out_channels = [VGG16_BLOCKS[-1][-1]]
     out_strides = [VGG16_STRIDE]
 
-    def __init__(self, frozen_stages: int = -1):
+    def __init__(self, frozen_stages: int = -1, frozen_bn: bool = False, out_indices=None):
         super().__init__()
-        if not -1 <= frozen_stages < len(VGG16_BLOCKS):
-            raise ValueError(f"frozen_stages must be in [-1, {len(VGG16_BLOCKS) - 1}] for VGG16, got {frozen_stages}")
+        check_frozen_stages("VGG16", frozen_stages, len(VGG16_BLOCKS) - 1)
+        check_out_indices("VGG16", out_indices, 1)
         layers, block_ends = [], []
         channels = 3
         for i, block in enumerate(VGG16_BLOCKS):

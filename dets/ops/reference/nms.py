@@ -2,16 +2,7 @@
 
 import torch
 
-
-def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of broadcast boxes a [..., 4] and b [..., 4] (xyxy, no +1) in their dtype, as
-    inter / (area_a + area_b - inter); 0/0 gives NaN."""
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / (area_a + area_b - inter)
+from dets.boxes import elementwise_box_iou
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -24,7 +15,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     keep: list[int] = []
     for i in order.tolist():
         if keep:
-            iou = box_iou_pairs(boxes[keep], boxes[i])
+            iou = elementwise_box_iou(boxes[keep], boxes[i])
             if bool((iou.to(torch.float64) > iou_threshold).any()):
                 continue
         keep.append(i)

@@ -2,7 +2,7 @@
 
 import torch
 
-from .nms import box_iou_pairs
+from dets.boxes import elementwise_box_iou
 
 METHODS = {"hard": 0, "linear": 1, "gaussian": 2}
 
@@ -32,7 +32,7 @@ def soft_nms(
         if not alive:
             break
         others = torch.tensor(alive, dtype=torch.int64, device=boxes.device)
-        iou = box_iou_pairs(b[chosen], b[others])
+        iou = elementwise_box_iou(b[chosen], b[others])
         overlap = iou.to(torch.float64) > iou_threshold
         v = s[others]
         drop = torch.zeros_like(overlap)

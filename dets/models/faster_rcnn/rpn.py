@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dets.boxes import encode
+
+from ..losses import smooth_l1
 from .anchor_target_layer import IGNORE, POSITIVE, anchor_targets
 from .anchors import AnchorGenerator
-from .box_coder import encode
-from .losses import smooth_l1
 from .proposal_layer import propose
 
 
@@ -102,13 +103,18 @@ class RegionProposalNetwork(nn.Module):
             "proposals": proposals,
         }
 
-    def loss(
-        self, outputs: dict, gt_boxes: list[torch.Tensor], image_sizes: torch.Tensor, generator=None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(objectness loss, box loss) of forward's outputs against the ground truth."""
+    def loss(self, outputs: dict, ground_truth, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(objectness loss, box loss) of forward's outputs against the padded ``GroundTruth``."""
         anchors = outputs["anchors"]
         objectness, deltas = outputs["rpn_objectness"].float(), outputs["rpn_deltas"].float()
-        labels, matched = anchor_targets(anchors, gt_boxes, image_sizes, generator=generator, **self.target_kwargs)
+        labels, matched = anchor_targets(
+            anchors,
+            ground_truth.boxes,
+            ground_truth.valid,
+            ground_truth.image_sizes,
+            generator=generator,
+            **self.target_kwargs,
+        )
         sampled = labels != IGNORE
         # Mean over the sampled anchors; written as a weighted sum so that an image batch with no
         # sampled anchor (all outside the images) gives 0, not NaN.

@@ -8,9 +8,9 @@ post_nms_top_n best. The seed has no minimum-size filter (it is commented out); 
 
 import torch
 
+from dets.boxes import clip_boxes, decode
 from dets.ops import batched_nms
 
-from .box_coder import clip_boxes, decode
 from .sampler import rank_in_group
 
 

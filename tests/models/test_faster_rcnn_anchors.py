@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from dets.models.anchors import AnchorGenerator, c4_base_anchors, fpn_base_anchors, grid_anchors
-from dets.models.box_coder import box_iou, clip_boxes, decode, encode
+from dets.boxes import box_iou, clip_boxes, decode, encode
+from dets.models.faster_rcnn.anchors import AnchorGenerator, c4_base_anchors, fpn_base_anchors, grid_anchors
 
 
 def test_c4_base_anchors_are_py_faster_rcnns_nine_without_plus_one():

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dets.models.faster_rcnn.bodies import BODIES
 from dets.models.layers import FrozenBatchNorm2d
 from dets.models.necks.fpn import upsample_add
-from dets.models.two_stage_backbones import TWO_STAGE_BACKBONES
 
-NETS = sorted(TWO_STAGE_BACKBONES)
+NETS = sorted(BODIES)
 # What the contract promises for each net: (out_channels, strides, rpn_levels, roi_levels, P, D).
 EXPECTED = {
     "vgg16": (512, (16,), (0,), (0,), 7, 4096),
@@ -28,7 +28,7 @@ BN_EPS = 1e-5
 def build(net, frozen_stages=-1, frozen_bn=False, pretrained=None):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clean build warns about nothing
-        return TWO_STAGE_BACKBONES[net](frozen_stages, frozen_bn, pretrained)
+        return BODIES[net](frozen_stages, frozen_bn, pretrained)
 
 
 def randomize_batch_norms(model, gen):
@@ -268,7 +268,7 @@ FROZEN_AT_1 = {
 def test_frozen_stages_get_no_gradient(net, gen):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # frozen without pretrained weights warns
-        body, head = TWO_STAGE_BACKBONES[net](1, False, None)
+        body, head = BODIES[net](1, False, None)
     frozen_prefixes, trained = FROZEN_AT_1[net]
     frozen = [n for n, _ in body.named_parameters() if n.startswith(frozen_prefixes)]
     names = {n for n, _ in body.named_buffers()} | {n for n, _ in body.named_parameters()}
@@ -292,7 +292,7 @@ def test_frozen_stages_get_no_gradient(net, gen):
 def test_frozen_batch_norm_stays_in_eval(net, gen):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        body, head = TWO_STAGE_BACKBONES[net](-1, True, None)
+        body, head = BODIES[net](-1, True, None)
     modules = [*body.modules(), *head.modules()]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in modules)
     assert any(isinstance(m, FrozenBatchNorm2d) for m in modules)
@@ -310,7 +310,7 @@ def test_frozen_batch_norm_stays_in_eval(net, gen):
 def test_frozen_stages_without_frozen_bn_freeze_only_their_own_batch_norms():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        body, head = TWO_STAGE_BACKBONES["res50"](1, False, None)
+        body, head = BODIES["res50"](1, False, None)
     assert isinstance(body.trunk.bn1, FrozenBatchNorm2d)
     assert all(not isinstance(m, torch.nn.BatchNorm2d) for m in body.trunk.layer1.modules())
     assert isinstance(body.trunk.layer2[0].bn1, torch.nn.BatchNorm2d)
@@ -319,7 +319,7 @@ def test_frozen_stages_without_frozen_bn_freeze_only_their_own_batch_norms():
 
 @pytest.mark.parametrize("net", NETS)
 def test_bad_arguments_are_named(net, tmp_path):
-    make = TWO_STAGE_BACKBONES[net]
+    make = BODIES[net]
     for frozen_stages in (-2, MOST_FROZEN_STAGES[net] + 1):
         with pytest.raises(ValueError, match="frozen_stages"):
             make(frozen_stages, False, None)
@@ -337,13 +337,13 @@ def test_mismatched_checkpoint_keys_are_reported(torchvision_resnet50):
     state["layer6.weight"] = torch.zeros(1)
     torch.save(state, path)
     with pytest.warns(UserWarning, match=r"1 backbone weights not in the file \['layer4.2.conv3.weight'\]"):
-        TWO_STAGE_BACKBONES["res50"](-1, False, path)
+        BODIES["res50"](-1, False, path)
     with pytest.warns(UserWarning, match=r"1 keys of the file not used \['layer6.weight'\]"):
-        TWO_STAGE_BACKBONES["res50"](-1, False, path)
+        BODIES["res50"](-1, False, path)
 
 
 def test_freezing_random_weights_warns():
     with pytest.warns(UserWarning, match="without pretrained weights"):
-        TWO_STAGE_BACKBONES["res50_fpn"](-1, True, None)
+        BODIES["res50_fpn"](-1, True, None)
     with pytest.warns(UserWarning, match="without pretrained weights"):
-        TWO_STAGE_BACKBONES["vgg16"](0, False, None)
+        BODIES["vgg16"](0, False, None)

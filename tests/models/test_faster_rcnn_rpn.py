@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from dets.models.anchor_target_layer import IGNORE, NEGATIVE, POSITIVE, anchor_targets
-from dets.models.anchors import AnchorGenerator
-from dets.models.box_coder import clip_boxes, decode
-from dets.models.proposal_layer import propose
-from dets.models.rpn import RegionProposalNetwork
-from dets.models.sampler import rank_in_group, sample_per_group
+from dets.boxes import clip_boxes, decode
+from dets.ground_truth import GroundTruth
+from dets.models.faster_rcnn.anchor_target_layer import IGNORE, NEGATIVE, POSITIVE, anchor_targets
+from dets.models.faster_rcnn.anchors import AnchorGenerator
+from dets.models.faster_rcnn.proposal_layer import propose
+from dets.models.faster_rcnn.rpn import RegionProposalNetwork
+from dets.models.faster_rcnn.sampler import rank_in_group, sample_per_group
 from dets.ops import nms
 
 
@@ -61,15 +62,23 @@ def test_anchor_targets_toy_scene():
     )
     gt = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 70.0, 70.0]]), torch.zeros(0, 4)]
     sizes = torch.tensor([[100, 100], [100, 100]])
-    labels, matched = anchor_targets(anchors, gt, sizes)
+    labels, matched = targets_of(anchors, gt, sizes)
     assert labels[0].tolist() == [POSITIVE, NEGATIVE, POSITIVE, IGNORE, IGNORE]
     # The image without ground truth: every inside anchor is negative.
     assert labels[1].tolist() == [NEGATIVE, NEGATIVE, NEGATIVE, IGNORE, NEGATIVE]
     torch.testing.assert_close(matched[0, 0], gt[0][0])
     torch.testing.assert_close(matched[0, 2], gt[0][1])
     # The border is each image's own size: in a 120 x 120 image anchor 3 is inside (IoU 0: negative).
-    labels, _ = anchor_targets(anchors, gt[:1], torch.tensor([[120, 120]]))
+    labels, _ = targets_of(anchors, gt[:1], torch.tensor([[120, 120]]))
     assert labels[0, 3] == NEGATIVE
+
+
+def targets_of(anchors, boxes, sizes, generator=None):
+    """anchor_targets for per-image boxes."""
+    gt = GroundTruth.from_targets(
+        [{"boxes": b, "labels": torch.zeros(len(b), dtype=torch.int64)} for b in boxes], (1, 1)
+    )
+    return anchor_targets(anchors, gt.boxes, gt.valid, sizes, generator=generator)
 
 
 def test_anchor_targets_subsampling_counts():
@@ -79,12 +88,12 @@ def test_anchor_targets_subsampling_counts():
     far = torch.tensor([[200.0, 200.0, 240.0, 240.0]]).repeat(100, 1)
     anchors = torch.cat([many_positive, far])
     sizes = torch.tensor([[400, 400]])
-    labels, _ = anchor_targets(anchors, [box], sizes, generator=g)
+    labels, _ = targets_of(anchors, [box], sizes, generator=g)
     assert int((labels == POSITIVE).sum()) == 128  # at most half of 256
     assert int((labels == NEGATIVE).sum()) == 100  # all the negatives there are
     # Few positives: the negatives fill the batch of 256.
     anchors = torch.cat([box.repeat(10, 1), far.repeat(3, 1)])
-    labels, _ = anchor_targets(anchors, [box, box], sizes.repeat(2, 1), generator=g)
+    labels, _ = targets_of(anchors, [box, box], sizes.repeat(2, 1), generator=g)
     assert (labels == POSITIVE).sum(1).tolist() == [10, 10]
     assert (labels == NEGATIVE).sum(1).tolist() == [246, 246]
 
@@ -117,6 +126,10 @@ def test_proposal_layer_matches_a_per_image_reference():
     assert (got[:, 0] == 0).sum() <= 20 and (got[:, 0] == 1).sum() <= 20
 
 
+def empty_ground_truth(sizes):
+    return GroundTruth.from_targets([{"size": tuple(size.tolist())} for size in sizes], (1, 1))
+
+
 def test_rpn_loss_empty_ground_truth_and_no_sampled_anchor():
     torch.manual_seed(0)
     rpn = RegionProposalNetwork(4, AnchorGenerator.c4(16)).train()
@@ -125,16 +138,16 @@ def test_rpn_loss_empty_ground_truth_and_no_sampled_anchor():
     outputs = rpn(features, sizes)
     assert outputs["rpn_objectness"].shape == (2, 10 * 12 * 9) and outputs["rpn_deltas"].shape == (2, 1080, 4)
     # C4 anchors (128 px and up) do not fit a 64 x 80 image: nothing is sampled, the loss is 0.
-    loss_cls, loss_box = rpn.loss(outputs, [torch.zeros(0, 4), torch.zeros(0, 4)], sizes)
+    loss_cls, loss_box = rpn.loss(outputs, empty_ground_truth(sizes))
     assert loss_cls.item() == 0 and loss_box.item() == 0
     # Large images, no ground truth: only negatives, a finite objectness loss, no box loss.
     sizes = torch.tensor([[1000, 1000], [1000, 1000]])
-    loss_cls, loss_box = rpn.loss(rpn(features, sizes), [torch.zeros(0, 4), torch.zeros(0, 4)], sizes)
+    loss_cls, loss_box = rpn.loss(rpn(features, sizes), empty_ground_truth(sizes))
     assert torch.isfinite(loss_cls) and loss_cls.item() > 0 and loss_box.item() == 0
     (loss_cls + loss_box).backward()
     assert features[0].grad is not None and features[0].grad.abs().sum() > 0
 
 
-def test_anchor_targets_bad_ground_truth_is_named():
+def test_bad_ground_truth_is_named():
     with pytest.raises(ValueError, match="image 0"):
-        anchor_targets(torch.zeros(3, 4), [torch.zeros(2, 5)], torch.tensor([[10, 10]]))
+        GroundTruth.from_targets([{"boxes": torch.zeros(2, 5)}], (10, 10))

@@ -10,7 +10,8 @@ truth gets only negatives.
 
 import torch
 
-from .box_coder import box_iou, pad_ground_truth
+from dets.boxes import box_iou
+
 from .sampler import sample_per_group
 
 IGNORE, NEGATIVE, POSITIVE = -1, 0, 1
@@ -18,7 +19,8 @@ IGNORE, NEGATIVE, POSITIVE = -1, 0, 1
 
 def anchor_targets(
     anchors: torch.Tensor,
-    gt_boxes: list[torch.Tensor],
+    gt_boxes: torch.Tensor,
+    gt_valid: torch.Tensor,
     image_sizes: torch.Tensor,
     *,
     positive_iou: float = 0.7,
@@ -32,16 +34,17 @@ def anchor_targets(
 
     Args:
         anchors: [N, 4], the same for every image (all levels concatenated).
-        gt_boxes: B tensors [M_i, 4], each image's ground truth.
+        gt_boxes: [B, M, 4], the padded ground truth (``GroundTruth.boxes``); gt_valid bool
+            [B, M] marks the real boxes (``GroundTruth.valid``).
         image_sizes: int [B, 2], (h, w) of each image before padding.
 
     Returns:
         labels int64 [B, N] in {IGNORE, NEGATIVE, POSITIVE}; matched float [B, N, 4], the
         ground-truth box each anchor overlaps most (meaningful where labels is POSITIVE).
     """
-    num_images = len(gt_boxes)
+    num_images = gt_boxes.shape[0]
     device = anchors.device
-    gt, _, valid = pad_ground_truth(gt_boxes, [torch.zeros(len(b), dtype=torch.int64) for b in gt_boxes], device)
+    gt, valid = gt_boxes, gt_valid
     sizes = image_sizes.to(device=device, dtype=anchors.dtype)
     inside = (
         (anchors[None, :, 0] >= -allowed_border)

@@ -1,6 +1,6 @@
-"""Feature extractors and box heads of the two-stage detectors, by ``--net`` name.
+"""Feature extractors ("bodies") and box heads of the Faster R-CNN nets, by the seeds' names.
 
-``TWO_STAGE_BACKBONES[net](frozen_stages, frozen_bn, pretrained) -> (body, box_head)``:
+``BODIES[name](frozen_stages, frozen_bn, pretrained) -> (body, box_head)``:
 
 - ``body(images [B, 3, H, W]) -> list[Tensor]``: feature maps, finest first, each
   ``[B, body.out_channels, ceil(H / s), ceil(W / s)]`` for its stride s in ``body.strides``
@@ -11,7 +11,7 @@
 - ``box_head(pooled [K, C, P, P]) -> [K, box_head.out_features]`` with C = ``body.out_channels``
   and P = ``box_head.pool_size``; a wrong shape is a ValueError naming ``pooled``.
 
-| net | body | out_channels | strides | rpn_levels | roi_levels | box head | P | D |
+| name | body | out_channels | strides | rpn_levels | roi_levels | box head | P | D |
 |---|---|---|---|---|---|---|---|---|
 | vgg16 | conv1_1..conv5_3 | 512 | (16,) | (0,) | (0,) | fc6, fc7 (dropout) | 7 | 4096 |
 | res50, res101 | stem + layer1..3 (C4) | 1024 | (16,) | (0,) | (0,) | layer4 + mean | 7 | 2048 |
@@ -38,21 +38,19 @@ that starts each residual branch), so that combination warns: train from scratch
 ``frozen_stages=-1, frozen_bn=False``.
 """
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import nn
 
-from .backbones.detnet import DetNet59
-from .backbones.resnet import DEPTHS, Bottleneck, ResNet, init_resnet_weights, make_stage
-from .backbones.vgg import VGG16
+from ..backbones import BACKBONES, build_backbone, load_pretrained
+from ..backbones.resnet import DEPTHS, Bottleneck, init_resnet_weights, make_stage
+from ..layers import freeze_batch_norm
+from ..necks import FPN, DetNetFPN
 from .box_heads import ResNetC4BoxHead, TwoFCBoxHead, VGG16BoxHead
-from .layers import freeze_batch_norm, load_checkpoint_report
-from .necks import FPN, DetNetFPN
 
-C4_STAGES = 3  # layer1..layer3 in the body; layer4 is the box head
+C4_STAGE = 2  # the body ends with layer3 (C4); layer4 is the box head
 C4_HEAD_PLANES = 512
 C4_HEAD_STRIDE = 2
 DETNET_STRIDES = (4, 8, 16, 16, 16)
@@ -61,6 +59,7 @@ FPN_ROI_LEVELS = (0, 1, 2, 3)  # P2..P5; P6 only feeds the RPN
 DETNET_POOL_SIZE = 14
 FPN_POOL_SIZE = 7
 FPN_FC_FEATURES = 1024
+PYRAMID_BODIES = ("detnet59", "res50_fpn")
 # ImageNet classifiers in the checkpoints (torchvision's and detnet59.pth), not part of a detector.
 VGG16_CLASSIFIER = ("classifier.6.",)
 RESNET_CLASSIFIER = ("fc.",)
@@ -99,32 +98,13 @@ class PyramidBody(nn.Module):
         return self.neck(self.trunk(images))
 
 
-def load_pretrained(path: str | None, parts: dict[str, nn.Module], drop_prefixes: tuple[str, ...], frozen: bool):
-    """Load `path` into `parts`, whose names are the checkpoint's top-level keys; warn about keys
-    that do not match, and about freezing layers that keep their random initialisation."""
-    if not path:
-        if frozen:
-            warnings.warn(
-                "frozen_stages >= 0 or frozen_bn without pretrained weights freezes randomly initialised layers;"
-                " use frozen_stages=-1, frozen_bn=False to train from scratch",
-                stacklevel=3,
-            )
-        return
-    missing, unexpected = load_checkpoint_report(nn.ModuleDict(parts), path, drop_prefixes)
-    if missing or unexpected:
-        warnings.warn(
-            f"{path}: {len(missing)} backbone weights not in the file {missing[:5]},"
-            f" {len(unexpected)} keys of the file not used {unexpected[:5]}",
-            stacklevel=3,
-        )
-
-
 def vgg16(frozen_stages: int, frozen_bn: bool, pretrained: str | None) -> tuple[SingleMapBody, VGG16BoxHead]:
     """VGG16 conv1_1..conv5_3 body, fc6/fc7 box head. `frozen_bn` is accepted and ignored (no BN)."""
-    trunk = VGG16(frozen_stages)
+    # fc6/fc7 of the head load from the same file as the trunk: one load of both parts.
+    trunk = BACKBONES["vgg16"](frozen_stages=frozen_stages)
     head = VGG16BoxHead(trunk.out_channels[-1])
     parts = {"features": trunk.features, "classifier": head.classifier}
-    load_pretrained(pretrained, parts, VGG16_CLASSIFIER, frozen_stages >= 0)
+    load_pretrained(parts, pretrained, VGG16_CLASSIFIER, frozen_stages >= 0)
     return SingleMapBody(trunk), head
 
 
@@ -132,34 +112,33 @@ def resnet_c4(
     depth: int, frozen_stages: int, frozen_bn: bool, pretrained: str | None
 ) -> tuple[SingleMapBody, ResNetC4BoxHead]:
     """ResNet stem + layer1..layer3 body, layer4 + mean box head (faster-rcnn.pytorch's C4)."""
-    trunk = ResNet(depth, frozen_stages, frozen_bn, num_stages=C4_STAGES)
+    # layer4 of the head loads from the same file as the trunk: one load of both parts.
+    trunk = BACKBONES[f"resnet{depth}"](out_indices=(C4_STAGE,), frozen_stages=frozen_stages, frozen_bn=frozen_bn)
     layer4 = make_stage(Bottleneck, trunk.out_channels[-1], C4_HEAD_PLANES, DEPTHS[depth][1][-1], C4_HEAD_STRIDE)
     init_resnet_weights(layer4)
     if frozen_bn:
         freeze_batch_norm(layer4)
     head = ResNetC4BoxHead(layer4, trunk.out_channels[-1], C4_HEAD_PLANES * Bottleneck.expansion)
     parts = {**dict(trunk.named_children()), "layer4": layer4}
-    load_pretrained(pretrained, parts, RESNET_CLASSIFIER, frozen_stages >= 0 or frozen_bn)
+    load_pretrained(parts, pretrained, RESNET_CLASSIFIER, frozen_stages >= 0 or frozen_bn)
     return SingleMapBody(trunk), head
 
 
 def detnet59(frozen_stages: int, frozen_bn: bool, pretrained: str | None) -> tuple[PyramidBody, TwoFCBoxHead]:
     """DetNet-59 + its FPN (P2..P6, strides 4, 8, 16, 16, 16), two-fc head on 14x14 RoIs."""
-    trunk = DetNet59(frozen_stages, frozen_bn)
-    load_pretrained(pretrained, dict(trunk.named_children()), RESNET_CLASSIFIER, frozen_stages >= 0 or frozen_bn)
+    trunk = build_backbone("detnet59", frozen_stages=frozen_stages, frozen_bn=frozen_bn, pretrained=pretrained)
     body = PyramidBody(trunk, DetNetFPN(trunk.out_channels), DETNET_STRIDES, FPN_ROI_LEVELS)
     return body, TwoFCBoxHead(body.out_channels, DETNET_POOL_SIZE, FPN_FC_FEATURES)
 
 
 def res50_fpn(frozen_stages: int, frozen_bn: bool, pretrained: str | None) -> tuple[PyramidBody, TwoFCBoxHead]:
     """ResNet-50 + FPN (P2..P6, strides 4, 8, 16, 32, 64), two-fc head on 7x7 RoIs."""
-    trunk = ResNet(50, frozen_stages, frozen_bn)
-    load_pretrained(pretrained, dict(trunk.named_children()), RESNET_CLASSIFIER, frozen_stages >= 0 or frozen_bn)
+    trunk = build_backbone("resnet50", frozen_stages=frozen_stages, frozen_bn=frozen_bn, pretrained=pretrained)
     body = PyramidBody(trunk, FPN(trunk.out_channels), RES50_FPN_STRIDES, FPN_ROI_LEVELS)
     return body, TwoFCBoxHead(body.out_channels, FPN_POOL_SIZE, FPN_FC_FEATURES)
 
 
-TWO_STAGE_BACKBONES: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
+BODIES: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
     "vgg16": vgg16,
     "res50": partial(resnet_c4, 50),
     "res101": partial(resnet_c4, 101),

@@ -9,7 +9,7 @@ DetNet, Li et al. 2018):
 Losses: the RPN's (see ``rpn``) plus softmax cross-entropy over the sampled regions and smooth
 L1 (sigma 1) over the foreground ones, summed and divided by the number of sampled regions.
 Test: per-class NMS at 0.3 (or DetNet's linear Soft-NMS), at most max_per_image detections.
-Boxes follow ``box_coder`` (0-based xyxy in input pixels, no "+1"); labels are 0-based
+Boxes follow ``dets.boxes`` (0-based xyxy in input pixels, no "+1"); labels are 0-based
 foreground classes, as TTFNet's.
 """
 
@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dets.boxes import clip_boxes, decode, encode
+from dets.ground_truth import GroundTruth
 from dets.ops import batched_nms, soft_nms
 
+from ..detector import Detector
+from ..losses import smooth_l1
 from .anchors import AnchorGenerator
-from .box_coder import clip_boxes, decode, encode
-from .losses import smooth_l1
 from .proposal_target_layer import proposal_targets
 from .roi_pooling import RoIPooler
 from .rpn import RegionProposalNetwork
@@ -33,7 +35,7 @@ SOFT_NMS = {"iou_threshold": 0.3, "sigma": 0.5, "score_threshold": 0.001, "metho
 FPN_PRE_NMS_TOP_N = (2000, 1000)  # per level (training, testing); see faster_rcnn_from_parts
 
 
-class FasterRCNN(nn.Module):
+class FasterRCNN(Detector):
     """Args:
     body: images [B, 3, H, W] -> feature maps, finest first; has ``out_channels``, ``strides``,
         ``rpn_levels`` and ``roi_levels`` (indices of the maps the RPN and the RoI head use).
@@ -86,25 +88,40 @@ class FasterRCNN(nn.Module):
         self.test_nms = test_nms
         self.generator: torch.Generator | None = None  # the samplers' random source; None: torch's global one
 
-    def forward(self, images: torch.Tensor, targets: list[dict] | None = None) -> dict:
-        """images [B, 3, H, W]; targets (training): per image 'boxes' [M, 4], 'labels' [M] and
-        'size' (h, w) before padding. Without targets the regions are all the proposals and the
-        image size is the padded one.
+    def forward(self, images: torch.Tensor, ground_truth: GroundTruth | None = None) -> dict:
+        """images [B, 3, H, W] → with ``ground_truth``, the four losses and their sum under
+        'loss'; without, the raw outputs of ``outputs``."""
+        outputs = self.outputs(images, ground_truth)
+        if ground_truth is None:
+            return outputs
+        return self.losses_in_float32(self.loss, outputs, ground_truth)
 
-        Returns a dict: the RPN's outputs (``RegionProposalNetwork.forward``), 'image_sizes'
-        [B, 2], 'rois' [K, 5], 'cls_logits' [K, C + 1], 'box_deltas' [K, 4 (C + 1)] or [K, 4];
-        with targets also the regions' 'labels' [K] and 'matched' boxes [K, 4].
+    def outputs(self, images: torch.Tensor, ground_truth: GroundTruth | None = None) -> dict:
+        """Both stages on images [B, 3, H, W].
+
+        With ``ground_truth`` the regions are sampled from the proposals and the ground truth
+        (proposal-target layer), and the result also holds the regions' 'labels' [K] and
+        'matched' boxes [K, 4]. Without, every proposal is a region and the image sizes are the
+        padded batch's. Always: the RPN's outputs (``RegionProposalNetwork.forward``),
+        'image_sizes' [B, 2], 'rois' [K, 5], 'cls_logits' [K, C + 1] and 'box_deltas'
+        [K, 4 (C + 1)] or [K, 4].
         """
-        sizes = _image_sizes(images, targets)
+        if ground_truth is None:
+            sizes = torch.tensor([images.shape[-2:]] * images.shape[0], device=images.device)
+        else:
+            if len(ground_truth) != images.shape[0]:
+                raise ValueError(f"got ground truth for {len(ground_truth)} images, but {images.shape[0]} images")
+            sizes = ground_truth.image_sizes
         features = self.body(images)
         outputs = self.rpn([features[i] for i in self.body.rpn_levels], sizes)
         outputs["image_sizes"] = sizes
         rois = outputs["proposals"]
-        if targets is not None:
+        if ground_truth is not None:
             sampled = proposal_targets(
                 rois,
-                [t["boxes"].to(images.device) for t in targets],
-                [t["labels"].to(images.device) for t in targets],
+                ground_truth.boxes,
+                ground_truth.labels,
+                ground_truth.valid,
                 generator=self.generator,
                 **self.sampling,
             )
@@ -115,14 +132,12 @@ class FasterRCNN(nn.Module):
         outputs.update(rois=rois, cls_logits=self.cls_score(x), box_deltas=self.bbox_pred(x))
         return outputs
 
-    def loss(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
-        """outputs of ``forward(images, targets)`` -> the four losses and their sum under 'loss'."""
+    def loss(self, outputs: dict, ground_truth: GroundTruth) -> dict[str, torch.Tensor]:
+        """``outputs(images, ground_truth)`` (sampled regions) -> the four losses and their sum
+        under 'loss'."""
         if "labels" not in outputs:
-            raise ValueError("loss needs the outputs of forward(images, targets): these regions were not sampled")
-        device = outputs["anchors"].device
-        loss_rpn_cls, loss_rpn_box = self.rpn.loss(
-            outputs, [t["boxes"].to(device) for t in targets], outputs["image_sizes"], generator=self.generator
-        )
+            raise ValueError("loss needs outputs(images, ground_truth): these regions were not sampled")
+        loss_rpn_cls, loss_rpn_box = self.rpn.loss(outputs, ground_truth, generator=self.generator)
         logits, deltas, labels = outputs["cls_logits"].float(), outputs["box_deltas"].float(), outputs["labels"]
         loss_cls = F.cross_entropy(logits, labels)
         fg = (labels > 0).nonzero().squeeze(1)
@@ -190,15 +205,6 @@ def _soft_nms_per_group(
     keep, new_scores = torch.cat(keep), torch.cat(new_scores)
     order = torch.argsort(new_scores, descending=True, stable=True)
     return keep[order], new_scores[order]
-
-
-def _image_sizes(images: torch.Tensor, targets: list[dict] | None) -> torch.Tensor:
-    """int64 [B, 2] (h, w) of each image before padding: the targets' 'size', else the batch's."""
-    if targets is None:
-        return torch.tensor([images.shape[-2:]] * images.shape[0], device=images.device)
-    if len(targets) != images.shape[0]:
-        raise ValueError(f"got {len(targets)} targets for {images.shape[0]} images")
-    return torch.tensor([t.get("size", images.shape[-2:]) for t in targets], device=images.device)
 
 
 def faster_rcnn_from_parts(

@@ -12,15 +12,17 @@ batch is a flat list of regions with their image index, so sizes may differ).
 
 import torch
 
-from .box_coder import box_iou, pad_ground_truth
+from dets.boxes import box_iou
+
 from .sampler import sample_per_group
 
 
 @torch.no_grad()
 def proposal_targets(
     proposals: torch.Tensor,
-    gt_boxes: list[torch.Tensor],
-    gt_labels: list[torch.Tensor],
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_valid: torch.Tensor,
     *,
     rois_per_image: int = 128,
     fg_fraction: float = 0.25,
@@ -32,16 +34,17 @@ def proposal_targets(
 
     Args:
         proposals: [R, 5] (image index, x1, y1, x2, y2).
-        gt_boxes: B tensors [M_i, 4]; gt_labels: B tensors [M_i], 0-based classes.
+        gt_boxes [B, M, 4], gt_labels [B, M] (0-based classes), gt_valid bool [B, M]: the padded
+            ground truth (``GroundTruth.boxes``, ``.labels``, ``.valid``).
         bg_iou: [low, high) IoU range of background regions.
 
     Returns:
         dict with 'rois' [S, 5], 'labels' int64 [S] (0 background, c + 1 for class c) and
         'matched' [S, 4], the ground-truth box of each region (meaningful where labels > 0).
     """
-    num_images = len(gt_boxes)
+    num_images = gt_boxes.shape[0]
     device = proposals.device
-    gt, classes, valid = pad_ground_truth(gt_boxes, gt_labels, device)
+    gt, classes, valid = gt_boxes, gt_labels, gt_valid
     gt_rois = torch.cat(
         [torch.arange(num_images, device=device)[:, None, None].expand(-1, gt.shape[1], 1).float(), gt], 2
     )

@@ -5,11 +5,12 @@ import pytest
 import torch
 from two_stage_parts import TinyBody, TinyHead
 
+from dets.boxes import box_iou
+from dets.ground_truth import GroundTruth
 from dets.models import build_detector
-from dets.models.box_coder import box_iou
-from dets.models.faster_rcnn import faster_rcnn_from_parts
-from dets.models.proposal_target_layer import proposal_targets
-from dets.models.roi_pooling import RoIPooler, assign_levels
+from dets.models.faster_rcnn.model import faster_rcnn_from_parts
+from dets.models.faster_rcnn.proposal_target_layer import proposal_targets
+from dets.models.faster_rcnn.roi_pooling import RoIPooler, assign_levels
 from dets.ops import roi_align, roi_crop, roi_pool
 
 
@@ -25,7 +26,8 @@ def test_proposal_targets_toy_scene():
     )
     gt_boxes = [torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.zeros(0, 4)]
     gt_labels = [torch.tensor([2]), torch.zeros(0, dtype=torch.int64)]
-    out = proposal_targets(proposals, gt_boxes, gt_labels)
+    gt = padded(gt_boxes, gt_labels)
+    out = proposal_targets(proposals, gt.boxes, gt.labels, gt.valid)
     # Nothing is dropped (fewer than 128 regions); the ground truth is appended as a region.
     assert len(out["rois"]) == 6
     by_box = {tuple(r.tolist()): int(lab) for r, lab in zip(out["rois"], out["labels"], strict=True)}
@@ -49,8 +51,9 @@ def test_proposal_targets_sampling_fractions():
     background = torch.tensor([[100.0, 100.0, 140.0, 140.0]]) + torch.rand(200, 4, generator=g)
     boxes = torch.cat([foreground, background])
     proposals = torch.cat([torch.cat([torch.full((300, 1), float(b)), boxes], 1) for b in range(2)])
+    both = padded([gt, gt], [torch.tensor([0]), torch.tensor([0])])
     out = proposal_targets(
-        proposals, [gt, gt], [torch.tensor([0]), torch.tensor([0])], rois_per_image=16, fg_fraction=0.25, generator=g
+        proposals, both.boxes, both.labels, both.valid, rois_per_image=16, fg_fraction=0.25, generator=g
     )
     for b in range(2):
         mine = out["rois"][:, 0] == b
@@ -126,13 +129,23 @@ def _targets(empty_second=True):
     return [first, second]
 
 
+def _ground_truth(images, empty_second=True):
+    return GroundTruth.from_targets(_targets(empty_second), tuple(images.shape[-2:]))
+
+
+def padded(boxes, labels, size=(100, 100)):
+    """The padded ground truth of per-image boxes and labels, images of `size`."""
+    return GroundTruth.from_targets(
+        [{"boxes": b, "labels": lab, "size": size} for b, lab in zip(boxes, labels, strict=True)], size
+    )
+
+
 @pytest.mark.parametrize("mode", ["align", "pool", "crop"])
 @pytest.mark.parametrize("pyramid", [False, True], ids=["c4", "fpn"])
 def test_second_stage_gradient_reaches_the_body(mode, pyramid):
     model = _tiny(pyramid, pooling_mode=mode).train()
     images = torch.randn(2, 3, 224, 256)
-    targets = _targets(empty_second=False)
-    losses = model.loss(model(images, targets), targets)
+    losses = model(images, _ground_truth(images, empty_second=False))
     # Only the second stage's losses: the body's gradient must come through the RoI pooling.
     (losses["loss_cls"] + losses["loss_box"]).backward()
     first_conv = model.body.down[0].weight.grad
@@ -146,9 +159,9 @@ def test_training_step_losses(pyramid, cag):
     model = _tiny(pyramid, class_agnostic=cag).train()
     assert model.bbox_pred.out_features == (4 if cag else 16)
     images = torch.randn(2, 3, 224, 256)
-    targets = _targets()
-    outputs = model(images, targets)
-    losses = model.loss(outputs, targets)
+    ground_truth = _ground_truth(images)
+    outputs = model.outputs(images, ground_truth)
+    losses = model.loss(outputs, ground_truth)
     assert set(losses) == {"loss", "loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box"}
     assert all(torch.isfinite(v) for v in losses.values())
     torch.testing.assert_close(
@@ -163,9 +176,9 @@ def test_training_step_losses(pyramid, cag):
 
 def test_all_images_without_ground_truth():
     model = _tiny(True).train()
-    targets = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "size": (128, 128)}] * 2
-    outputs = model(torch.randn(2, 3, 128, 128), targets)
-    losses = model.loss(outputs, targets)
+    ground_truth = padded([torch.zeros(0, 4)] * 2, [torch.zeros(0, dtype=torch.int64)] * 2, (128, 128))
+    outputs = model.outputs(torch.randn(2, 3, 128, 128), ground_truth)
+    losses = model.loss(outputs, ground_truth)
     assert (outputs["labels"] == 0).all()
     assert losses["loss_box"].item() == 0 and losses["loss_rpn_box"].item() == 0
     assert torch.isfinite(losses["loss"])
@@ -203,19 +216,19 @@ def test_predict_threshold_above_every_score_gives_empty_results():
 
 def test_targets_must_match_the_batch():
     model = _tiny(False).train()
-    with pytest.raises(ValueError, match="targets"):
-        model(torch.randn(2, 3, 64, 64), _targets()[:1])
-    with pytest.raises(ValueError, match="forward\\(images, targets\\)"):
-        model.loss(model(torch.randn(2, 3, 64, 64)), _targets())
+    with pytest.raises(ValueError, match="ground truth for 1 images, but 2"):
+        model(torch.randn(2, 3, 64, 64), GroundTruth.from_targets(_targets()[:1], (64, 64)))
+    with pytest.raises(ValueError, match="not sampled"):
+        model.loss(model(torch.randn(2, 3, 64, 64)), GroundTruth.from_targets(_targets(), (64, 64)))
 
 
 def test_build_detector_options_per_family():
-    with pytest.raises(ValueError, match="class_agnostic"):
-        build_detector("ttfnet_r18", 3, class_agnostic=True)
+    with pytest.raises(ValueError, match="class_agnostic: not options of ttfnet_r18"):
+        build_detector("ttfnet_r18", 3, options={"class_agnostic": True})
     with pytest.raises(ValueError, match="pooling_mode"):
-        build_detector("ttfnet_r18", 3, pooling_mode="align")
+        build_detector("ttfnet_r18", 3, options={"pooling_mode": "align"})
     with pytest.raises(ValueError, match="unknown --net"):
         build_detector("res999", 3)
-    model = build_detector("vgg16", 4, pooling_mode="pool", class_agnostic=True, soft_nms=True)
+    model = build_detector("vgg16", 4, options={"pooling_mode": "pool", "class_agnostic": True, "soft_nms": True})
     assert model.roi_pooler.mode == "pool" and model.bbox_pred.out_features == 4 and model.soft_nms
     assert model.cls_score.out_features == 5

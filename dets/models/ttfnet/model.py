@@ -6,12 +6,15 @@ kernels on the model's device."""
 import torch
 from torch import nn
 
+from dets.boxes import clip_to_size
+from dets.ground_truth import GroundTruth
 from dets.ops import ttf_decode, ttf_targets
 
-from .losses import giou_loss, heatmap_focal_loss
+from ..detector import Detector
+from ..losses import giou_loss, heatmap_focal_loss
 
 
-class TTFNet(nn.Module):
+class TTFNet(Detector):
     """Args:
     backbone: returns four maps at strides 4, 8, 16, 32 and has ``out_channels``.
     head: a TTFHead over those maps.
@@ -43,25 +46,28 @@ class TTFNet(nn.Module):
         self.hm_weight = hm_weight
         self.wh_weight = wh_weight
 
-    def forward(self, images: torch.Tensor, targets: list[dict] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [B, 3, H, W] (H, W multiples of 32) → heatmap logits [B, C, H/4, W/4] and
-        box distances [B, 4, H/4, W/4] in input pixels. `targets` is accepted for the training
-        loop's common call ``model(images, targets)`` and not used: TTFNet's outputs do not
-        depend on them (its loss does)."""
-        return self.head(self.backbone(images))
+    def forward(self, images: torch.Tensor, ground_truth: GroundTruth | None = None):
+        """images [B, 3, H, W] (H, W multiples of 32) → with ``ground_truth``, the losses
+        ('loss_hm', 'loss_wh' and their sum 'loss'); without, the heatmap logits
+        [B, C, H/4, W/4] and box distances [B, 4, H/4, W/4] in input pixels."""
+        outputs = self.head(self.backbone(images))
+        if ground_truth is None:
+            return outputs
+        return self.losses_in_float32(self.loss, outputs, ground_truth)
 
-    def loss(self, outputs, targets: list[dict]) -> dict[str, torch.Tensor]:
-        """targets: per image, 'boxes' [M, 4] xyxy input pixels and 'labels' [M] (0-based)."""
+    def loss(self, outputs, ground_truth: GroundTruth) -> dict[str, torch.Tensor]:
+        """The losses of the head's outputs against the padded ground truth (input pixels)."""
         hm, wh = outputs
         height, width = hm.shape[-2:]
         hm_target, box_target, reg_weight = ttf_targets(
-            [t["boxes"].to(hm.device) for t in targets],
-            [t["labels"].to(hm.device) for t in targets],
+            ground_truth.boxes,
+            ground_truth.labels,
             self.num_classes,
             (height, width),
             down_ratio=self.down_ratio,
             alpha=self.alpha,
             area_process=self.area_process,
+            num_boxes=ground_truth.num_boxes,
         )
         loss_hm = heatmap_focal_loss(hm, hm_target)
 
@@ -84,7 +90,7 @@ class TTFNet(nn.Module):
             torch.sigmoid(hm.float()), wh.float(), k=max_per_image, down_ratio=self.down_ratio
         )
         height, width = images.shape[-2:]
-        boxes = boxes.clamp(min=0).minimum(boxes.new_tensor([width, height, width, height]))
+        boxes = clip_to_size(boxes, height, width)
         keep = scores > score_thr
         results = []
         for b, s, lab, k in zip(boxes, scores, labels, keep, strict=True):

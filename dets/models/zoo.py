@@ -1,0 +1,37 @@
+"""The net table: the one place that maps a ``--net`` name to its builder and its recipe.
+
+A builder is called as ``build(num_classes, pretrained=..., frozen_stages=..., frozen_bn=...,
+**options)`` (options: the recipe's ``Option``s) and returns a ``Detector``. The seeds' names
+stay as they were (faster-rcnn.pytorch's bare backbone names for Faster R-CNN); every new
+family's names start with the family (``centernet_r18``, ``ssd_vgg16``, ``fcos_r50``).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from .faster_rcnn import C4, FPN, VGG16_C4, build_faster_rcnn
+from .recipe import Recipe
+from .ttfnet import TTFNET, build_ttfnet
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    build: Callable
+    recipe: Recipe
+
+
+NETS: dict[str, NetSpec] = {
+    # TTFNet: the paper has one box conv for ResNet-18 and two for the deeper backbones.
+    "ttfnet_r18": NetSpec(partial(build_ttfnet, "resnet18", wh_convs=1), TTFNET),
+    "ttfnet_r34": NetSpec(partial(build_ttfnet, "resnet34", wh_convs=2), TTFNET),
+    "ttfnet_r50": NetSpec(partial(build_ttfnet, "resnet50", wh_convs=2), TTFNET),
+    "ttfnet_d53": NetSpec(partial(build_ttfnet, "darknet53", wh_convs=2), TTFNET),
+    # Faster R-CNN, C4 (faster-rcnn.pytorch; checkpoints faster_rcnn_*) and FPN (DetNet; fpn_*).
+    "vgg16": NetSpec(partial(build_faster_rcnn, "vgg16"), VGG16_C4),
+    "res50": NetSpec(partial(build_faster_rcnn, "res50"), C4),
+    "res101": NetSpec(partial(build_faster_rcnn, "res101"), C4),
+    "detnet59": NetSpec(partial(build_faster_rcnn, "detnet59"), FPN),
+    "res50_fpn": NetSpec(partial(build_faster_rcnn, "res50_fpn"), FPN),
+}
+DEFAULT_NET = "ttfnet_r18"
