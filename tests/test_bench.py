@@ -34,18 +34,28 @@ def test_every_timing_script_takes_device_and_quick(script):
     assert all(p.default is not inspect.Parameter.empty for p in list(parameters.values())[1:])
 
 
-def test_faster_rcnn_bench_prints_speed_and_op_shares():
+def test_detector_bench_prints_speed_and_op_shares_for_any_net():
     done = subprocess.run(
-        [sys.executable, str(BENCH / "bench_faster_rcnn.py"), "--device", "cpu", "--quick", "--nets", "res50_fpn"],
+        [
+            sys.executable,
+            str(BENCH / "bench_detector.py"),
+            "--device",
+            "cpu",
+            "--quick",
+            "--net",
+            "res50_fpn,ttfnet_r18",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    row = next(line for line in done.stdout.splitlines() if line.startswith("| res50_fpn"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    train_ips, train_roi, train_nms, test_ips, test_roi, test_nms = cells[1:]
-    assert float(train_ips) > 0 and float(test_ips) > 0
-    shares = [float(c.removesuffix("%")) for c in (train_roi, train_nms, test_roi, test_nms)]
-    # RoIAlign runs in both steps and NMS in both (the RPN's proposals, the test's per-class NMS).
-    assert all(0 < s < 100 for s in shares)
+    for net in ("res50_fpn", "ttfnet_r18"):
+        for measure in ("train step", "network only", "full inference"):
+            row = next(line for line in done.stdout.splitlines() if line.startswith(f"| {net}: {measure}"))
+            images_per_s, latency = (float(c) for c in row.strip("|").split("|")[1:])
+            assert images_per_s > 0 and latency > 0
+    shares = next(line for line in done.stdout.splitlines() if line.startswith("res50_fpn train step, share"))
+    # RoIAlign (forward and backward) and NMS (the RPN's) run in every Faster R-CNN training step.
+    assert "roi_align" in shares and "batched_nms" in shares
+    assert "ttf_targets" in next(line for line in done.stdout.splitlines() if line.startswith("ttfnet_r18 train"))

@@ -253,3 +253,45 @@ def test_two_stage_options_are_rejected_for_ttfnet(tiny_voc, tmp_path):
     )
     assert done.returncode != 0
     assert "--cag apply to Faster R-CNN nets only, not to ttfnet_r18 (TTFNet)" in done.stderr
+
+
+def test_eval_interval_leaves_curves_metrics_best_checkpoint_and_a_repeatable_config(tiny_voc, tmp_path):
+    models = tmp_path / "models"
+    train = [str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *TINY, "--max_iters", "2", "--disp_interval", "1"]
+    out = run(*train, "--epochs", "2", "--eval_interval", "1", "--save_dir", str(models), cwd=tmp_path)
+    # Standard output is a pipe here, not a terminal: lines, no progress-bar frames.
+    assert "\r" not in out
+    assert "epoch 1/2 iter 1/2" in out and "epoch 2/2 iter 2/2" in out
+    run_dir = next(models.rglob("ttfnet_r18_1_1_2.pth")).parent
+    assert (run_dir / "curves_1.png").stat().st_size > 0
+    records = [json.loads(line) for line in (run_dir / "metrics_1.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    assert kinds == ["iter", "iter", "epoch", "eval", "iter", "iter", "epoch", "eval"]
+    assert all({"epoch", "iteration", "loss", "lr", "images_per_s"} <= set(r) for r in records if r["kind"] == "iter")
+    evals = [r for r in records if r["kind"] == "eval"]
+    best = torch.load(run_dir / "ttfnet_r18_1_best.pth", weights_only=False)
+    assert best["map50"] == max(r["map50"] for r in evals) and best["epoch"] in (1, 2)
+    assert "mAP" in out
+
+    # The configuration file alone repeats the run (only the output folder changed).
+    config = run_dir / "config_1.yml"
+    repeat = tmp_path / "repeat"
+    run(str(ROOT / "trainval_net.py"), "--cfg", str(config), "--save_dir", str(repeat), cwd=tmp_path)
+    again = [json.loads(line) for line in next(repeat.rglob("metrics_1.jsonl")).read_text().splitlines()]
+    assert [r["kind"] for r in again] == kinds
+    assert [r.get("loss") for r in again] == [r.get("loss") for r in records]
+
+
+def test_a_config_file_with_an_unknown_key_is_named(tmp_path):
+    config = tmp_path / "bad.yml"
+    config.write_text("net: ttfnet_r18\nbatch_size: 4\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "trainval_net.py"), "--cfg", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "bad.yml: unknown key(s) batch_size" in done.stderr

@@ -6,6 +6,10 @@ options are real flags, and --lr_decay_step lists the epochs at which the rate d
 """
 
 import argparse
+import sys
+from pathlib import Path
+
+import yaml
 
 from dets.models import DEFAULT_NET, NETS, Option
 from dets.models.recipe import TEST_NOT_OFFERED
@@ -26,6 +30,70 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+class ConfigFileParser(argparse.ArgumentParser):
+    """An ArgumentParser that also reads flags from ``--cfg FILE.yml``.
+
+    The file maps flag names (the argparse dests: ``net``, ``bs``, ``lr``, ``pooling_mode``...)
+    to values; flags given on the command line override it; a key that is no flag is an error
+    naming the key and the file. ``write_config`` writes the effective flags in the same form,
+    so that ``--cfg`` of that file repeats a run.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        path = _config_path(args)
+        if path is not None:
+            self.set_defaults(**self._read_config(path))
+        return super().parse_known_args(args, namespace)
+
+    def _read_config(self, path: Path) -> dict:
+        try:
+            values = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            self.error(f"--cfg {path}: cannot read it ({exc.strerror or exc})")
+        except yaml.YAMLError as exc:
+            self.error(f"--cfg {path}: not valid YAML ({exc})")
+        if values is None:
+            return {}
+        if not isinstance(values, dict):
+            self.error(f"--cfg {path}: expected a mapping of flag names to values, got {type(values).__name__}")
+        actions = {a.dest: a for a in self._actions if a.dest not in ("help", "cfg")}
+        unknown = sorted(str(k) for k in values if k not in actions)
+        if unknown:
+            self.error(f"--cfg {path}: unknown key(s) {', '.join(unknown)} (not flags of {self.prog})")
+        checked = {}
+        for key, value in values.items():
+            action = actions[key]
+            if value is not None and action.type is not None and isinstance(value, str):
+                try:
+                    value = action.type(value)
+                except (argparse.ArgumentTypeError, ValueError) as exc:
+                    self.error(f"--cfg {path}: {key}: {exc}")
+            if value is not None and action.choices is not None and value not in action.choices:
+                self.error(f"--cfg {path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+            checked[key] = value
+        return checked
+
+
+def _config_path(argv: list[str]) -> Path | None:
+    for i, arg in enumerate(argv):
+        if arg == "--cfg" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--cfg="):
+            return Path(arg.split("=", 1)[1])
+    return None
+
+
+def write_config(args: argparse.Namespace, path: Path) -> Path:
+    """The effective flags of a run as YAML (``--cfg`` of the file repeats the run)."""
+    values = {k: v for k, v in vars(args).items() if k != "cfg"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(values, sort_keys=True))
+    tmp.replace(path)
+    return path
 
 
 def _families() -> dict[str, list[str]]:
@@ -73,6 +141,9 @@ def _add_family_options(parser: argparse.ArgumentParser, program: str) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--cfg", default=None, metavar="FILE.yml", help="read flags from a YAML file; command-line flags override it"
+    )
+    parser.add_argument(
         "--dataset",
         default="shapes",
         help="pascal_voc, pascal_voc_0712, coco, shapes, voc:ROOT[:TRAIN:TEST] or "
@@ -98,7 +169,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train a detector")
+    parser = ConfigFileParser(description="Train a detector")
     _add_common(parser)
     parser.add_argument("--start_epoch", type=_positive_int, default=1, help="first epoch (1-based)")
     parser.add_argument("--epochs", type=_positive_int, default=12, help="last epoch")
@@ -143,6 +214,12 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=int, default=0, help="step of the checkpoint to resume")
     parser.add_argument("--use_tfb", action="store_true", help="log scalars to TensorBoard")
     parser.add_argument(
+        "--eval_interval",
+        type=int,
+        default=0,
+        help="evaluate the test split every E epochs and after the last (0: never); keeps the best checkpoint",
+    )
+    parser.add_argument(
         "--mGPUs", action="store_true", help="train on every visible GPU (re-launches itself under torchrun)"
     )
     parser.add_argument("--pretrained", default=None, help="ImageNet checkpoint for the backbone")
@@ -166,7 +243,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def test_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Evaluate a trained detector on a test split")
+    parser = ConfigFileParser(description="Evaluate a trained detector on a test split")
     _add_common(parser)
     parser.set_defaults(bs=1)
     parser.add_argument("--load_dir", default="models", help="where checkpoints are (the training --save_dir)")

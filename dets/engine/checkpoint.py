@@ -26,6 +26,13 @@ def checkpoint_path(save_dir: str, net: str, dataset: str, session: int, epoch: 
     return Path(save_dir) / net / dataset_dirname(dataset) / name
 
 
+def best_checkpoint_path(save_dir: str, net: str, dataset: str, session: int) -> Path:
+    """Where ``--eval_interval`` keeps the checkpoint with the best mAP@0.5 of a session."""
+    return checkpoint_path(save_dir, net, dataset, session, 1, 1).with_name(
+        f"{checkpoint_prefix(net)}_{session}_best.pth"
+    )
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` to `path` so that `path` is either absent or complete, never half-written."""
     path = Path(path)

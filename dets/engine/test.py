@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from dets.data import build_dataset
 from dets.evaluation import (
@@ -19,12 +18,14 @@ from dets.evaluation import (
     write_coco_json,
 )
 from dets.models import net_spec
+from dets.plots import plot_pr_curves
 from dets.visualize import draw_detections, save_image
 
 from .args import test_parser
 from .checkpoint import checkpoint_path, dataset_dirname, load_checkpoint
 from .inference import run_inference
 from .model_config import model_for_testing
+from .progress import Progress
 
 VIS_SCORE = 0.3
 
@@ -52,6 +53,35 @@ def test_input_size(args, train_args: dict) -> int:
     return args.input_size or train_args.get("input_size") or net_spec(args.net).recipe.input_size
 
 
+def evaluate(
+    model, dataset, device, batch_size: int, num_workers: int, max_per_image: int, score_thr: float, json_path: Path
+) -> tuple[list[dict], dict]:
+    """Detections of `model` on every image of `dataset`, written as COCO-style JSON to
+    `json_path`, and the evaluation: VOC AP@0.5 both ways, COCO's numbers for COCO data, the
+    images/s of model + decoding. Prints the AP tables."""
+    progress = Progress(len(dataset), "test", interval=max(1, len(dataset) // 10))
+    detections, images_per_s = run_inference(
+        model, dataset, device, batch_size, num_workers, max_per_image, score_thr, progress
+    )
+    progress.close()
+    class_names = list(dataset.class_names)
+    ground_truths = [dataset.annotations(i) for i in range(len(dataset))]
+    image_ids = [dataset.image_id(i) for i in range(len(dataset))]
+    # VOC-layout data has no category ids: number the classes from 1, as COCO does.
+    label_to_category = getattr(dataset, "category_ids", None) or list(range(1, len(class_names) + 1))
+    write_coco_json(detections_to_coco_json(detections, image_ids, label_to_category), json_path)
+    results = {"images_per_s": images_per_s, "detections_json": str(json_path)}
+    if getattr(dataset, "coco", None) is not None:
+        results["coco"] = coco_evaluate(detections, dataset.coco, image_ids, label_to_category)
+    # dets.data already turned VOC's 1-based inclusive pixels into 0-based xyxy, so no "+1" here.
+    results["voc"] = voc_evaluate(detections, ground_truths, class_names, legacy_plus_one=False)
+    print(format_voc_report(results["voc"]))
+    if "coco" in results:
+        print(format_coco_report(results["coco"]))
+    print(f"dets: {images_per_s:.2f} images/s (model + decoding), detections in {json_path}", flush=True)
+    return detections, results
+
+
 def main(args) -> dict:
     if args.cuda and not torch.cuda.is_available():
         sys.exit("--cuda given but no GPU is visible")
@@ -63,30 +93,14 @@ def main(args) -> dict:
         sys.exit(f"{path} was trained on {class_names}, but {args.dataset} has {list(dataset.class_names)}")
     print(f"dets: evaluating {path} on {args.dataset} ({len(dataset)} images) on {device}")
 
-    with tqdm(total=len(dataset), desc="test", file=sys.stdout, dynamic_ncols=True) as progress:
-        detections, images_per_s = run_inference(
-            model, dataset, device, args.bs, args.nw, args.max_per_image, args.score_thr, progress
-        )
-    ground_truths = [dataset.annotations(i) for i in range(len(dataset))]
     out_dir = Path(args.output_dir) / args.net / dataset_dirname(args.dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = path.stem
-    image_ids = [dataset.image_id(i) for i in range(len(dataset))]
-    # VOC-layout data has no category ids: number the classes from 1, as COCO does.
-    label_to_category = getattr(dataset, "category_ids", None) or list(range(1, len(class_names) + 1))
-    json_path = write_coco_json(
-        detections_to_coco_json(detections, image_ids, label_to_category), out_dir / f"detections_{tag}.json"
+    detections, results = evaluate(
+        model, dataset, device, args.bs, args.nw, args.max_per_image, args.score_thr, out_dir / f"detections_{tag}.json"
     )
-
-    results = {"images_per_s": images_per_s, "detections_json": str(json_path)}
-    if getattr(dataset, "coco", None) is not None:
-        results["coco"] = coco_evaluate(detections, dataset.coco, image_ids, label_to_category)
-    # dets.data already turned VOC's 1-based inclusive pixels into 0-based xyxy, so no "+1" here.
-    results["voc"] = voc_evaluate(detections, ground_truths, class_names, legacy_plus_one=False)
-    print(format_voc_report(results["voc"]))
-    if "coco" in results:
-        print(format_coco_report(results["coco"]))
-    print(f"dets: {images_per_s:.2f} images/s (model + decoding), detections in {json_path}")
+    results["pr_curves"] = str(plot_pr_curves(results["voc"], out_dir / f"pr_{tag}.png"))
+    print(f"dets: precision-recall curves in {results['pr_curves']}")
 
     if args.vis:
         vis_dir = out_dir / f"vis_{tag}"

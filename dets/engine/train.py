@@ -1,5 +1,6 @@
 """Training entry point behind trainval_net.py and train.py."""
 
+import argparse
 import os
 import random
 import subprocess
@@ -9,17 +10,23 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-from tqdm import tqdm
 
 from dets.data import build_dataset, collate
 from dets.models import build_detector, net_spec
+from dets.plots import plot_training_curves
 
-from .args import train_parser
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .args import train_parser, write_config
+from .checkpoint import best_checkpoint_path, checkpoint_path, load_checkpoint, save_checkpoint
 from .distributed import barrier, cleanup, init_distributed, is_main_process
 from .model_config import checkpoint_config, training_options
+from .progress import MetricsLog, Progress
 from .schedule import build_scheduler
+from .test import evaluate
 from .trainer import build_optimizer, train_one_epoch
+
+# What test_net.py evaluates with by default.
+EVAL_MAX_PER_IMAGE = 100
+EVAL_SCORE_THR = 0.01
 
 
 def _relaunch_under_torchrun() -> None:
@@ -31,6 +38,47 @@ def _relaunch_under_torchrun() -> None:
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}", *argv]
     print("dets: --mGPUs →", " ".join(command), flush=True)
     sys.exit(subprocess.call(command))
+
+
+class PeriodicEvaluation:
+    """``--eval_interval``: the test split evaluated after an epoch, mAP@0.5 (area) logged, and
+    the best checkpoint so far kept as ``{prefix}_{session}_best.pth`` (written atomically)."""
+
+    def __init__(self, args, transforms, class_names: list[str], run_dir, device):
+        self.args, self.run_dir, self.device = args, run_dir, device
+        self.dataset = build_dataset(args.dataset, "test", data_dir=args.data_dir, transforms=transforms)
+        if list(self.dataset.class_names) != list(class_names):
+            sys.exit(f"the test split of {args.dataset} has classes {self.dataset.class_names}, training {class_names}")
+        self.best_path = best_checkpoint_path(args.save_dir, args.net, args.dataset, args.session)
+        self.best = max(
+            (
+                r["map50"]
+                for r in MetricsLog(run_dir / f"metrics_{args.session}.jsonl").read()
+                if r["kind"] == "eval" and r.get("map50") is not None
+            ),
+            default=-1.0,
+        )
+
+    def __call__(self, model, epoch: int, state: dict, metrics: MetricsLog, writer) -> float:
+        _, results = evaluate(
+            model,
+            self.dataset,
+            self.device,
+            self.args.bs,
+            self.args.nw,
+            EVAL_MAX_PER_IMAGE,
+            EVAL_SCORE_THR,
+            self.run_dir / f"detections_{self.args.session}_{epoch}.json",
+        )
+        map50 = results["voc"]["map_area"]
+        metrics.write("eval", epoch=epoch, map50=map50, map50_11point=results["voc"]["map_11point"])
+        if writer is not None:
+            writer.add_scalar("eval/mAP50", map50, epoch)
+        if map50 == map50 and map50 > self.best:
+            self.best = map50
+            save_checkpoint(self.best_path, state | {"map50": map50})
+            print(f"dets: best mAP@0.5 so far ({100 * map50:.1f}): saved {self.best_path}", flush=True)
+        return map50
 
 
 def seed_everything(seed: int) -> None:
@@ -138,11 +186,37 @@ def main(args) -> dict:
 
         writer = SummaryWriter(log_dir=os.path.join("logs", args.net, f"session{args.session}"))
 
+    run_dir = checkpoint_path(args.save_dir, args.net, args.dataset, args.session, 1, 1).parent
+    effective = argparse.Namespace(
+        **vars(args)
+        | options
+        | {
+            "lr": lr,
+            "wd": weight_decay,
+            "input_size": input_size,
+            "lr_decay_step": decay,
+            "frozen_stages": frozen_stages,
+        }
+    )
+    metrics = evaluator = None
     if is_main_process():
         print(
             f"dets: training {args.net} on {args.dataset} ({len(dataset)} images, {len(class_names)} classes) "
             f"on {device} x{world_size}, epochs {start_epoch}..{args.epochs}, lr {lr}, decay at {decay}"
         )
+        config_file = write_config(effective, run_dir / f"config_{args.session}.yml")
+        print(f"dets: effective configuration (repeat the run with --cfg {config_file}):")
+        print(config_file.read_text().rstrip(), flush=True)
+        metrics = MetricsLog(run_dir / f"metrics_{args.session}.jsonl")
+        if args.eval_interval:
+            evaluator = PeriodicEvaluation(args, recipe.test_transforms(input_size), class_names, run_dir, device)
+
+    def on_log(record: dict) -> None:
+        metrics.write("iter", **record)
+        if writer is not None:
+            for key in (k for k in record if k.startswith("loss") or k == "lr"):
+                writer.add_scalar(f"train/{key}", record[key], record["step"])
+
     last = {}
     for epoch in range(start_epoch, args.epochs + 1):
         if isinstance(sampler, DistributedSampler):
@@ -150,13 +224,7 @@ def main(args) -> dict:
         else:
             sampler.generator.manual_seed(args.seed * 1000 + epoch)
         loader.generator.manual_seed(args.seed * 1000 + epoch + 7)
-        progress = tqdm(
-            total=iters_per_epoch,
-            desc=f"epoch {epoch}/{args.epochs}",
-            disable=not is_main_process(),
-            file=sys.stdout,
-            dynamic_ncols=True,
-        )
+        progress = Progress(iters_per_epoch, f"epoch {epoch}/{args.epochs}", args.disp_interval, is_main_process())
         stats = train_one_epoch(
             ddp_model,
             loader,
@@ -168,31 +236,34 @@ def main(args) -> dict:
             amp_dtype=amp_dtype,
             clip_grad=args.clip_grad,
             disp_interval=args.disp_interval,
-            writer=writer,
+            on_log=on_log if is_main_process() else None,
             progress=progress,
             max_iters=args.max_iters,
         )
         progress.close()
         if is_main_process():
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in stats.items()), flush=True)
+            metrics.write("epoch", epoch=epoch, **stats)
             path = checkpoint_path(args.save_dir, args.net, args.dataset, args.session, epoch, iters_per_epoch)
-            save_checkpoint(
-                path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "step": iters_per_epoch,
-                    "args": vars(args)
-                    | {"input_size": input_size, "lr": lr, "wd": weight_decay, "lr_decay_step": decay},
-                    "config": model.config(),
-                    "class_names": class_names,
-                    "net": args.net,
-                    "rng": {"torch": torch.get_rng_state()},
-                },
-            )
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "step": iters_per_epoch,
+                "args": vars(effective),
+                "config": model.config(),
+                "class_names": class_names,
+                "net": args.net,
+                "rng": {"torch": torch.get_rng_state()},
+            }
+            save_checkpoint(path, state)
             print(f"dets: saved {path}", flush=True)
+            if evaluator is not None and (epoch % args.eval_interval == 0 or epoch == args.epochs):
+                evaluator(model, epoch, state, metrics, writer)
+            print(f"dets: curves in {plot_training_curves(metrics.read(), run_dir / f'curves_{args.session}.png')}")
+        # Evaluation runs on rank 0 only; the other ranks wait for it here.
+        barrier()
         last = stats
     if writer is not None:
         writer.close()

@@ -55,7 +55,7 @@ def train_one_epoch(
     amp_dtype=None,
     clip_grad: float = 0.0,
     disp_interval: int = 20,
-    writer=None,
+    on_log=None,
     progress=None,
     max_bad_steps: int = 10,
     max_iters: int | None = None,
@@ -67,7 +67,9 @@ def train_one_epoch(
     returns a dict of losses with the total under "loss" (the ``Detector`` contract). A step
     whose loss is not finite is
     skipped (weights and schedule untouched) with a message; `max_bad_steps` of them in a row
-    stop training with NonFiniteLoss rather than carry on blindly.
+    stop training with NonFiniteLoss rather than carry on blindly. Every `disp_interval`
+    iterations (and at the last) `on_log(record)` gets a dict: epoch, iteration (1-based),
+    iters_per_epoch, step (over the run), every loss, lr and images_per_s so far.
     """
     model.train()
     bad_in_a_row = skipped = good_steps = 0
@@ -122,11 +124,18 @@ def train_one_epoch(
                 loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}", img_s=f"{seen / (time.perf_counter() - start):.1f}"
             )
             progress.update(1)
-        if writer is not None and (it % disp_interval == 0 or it == iters - 1):
-            step = (epoch - 1) * iters + it
-            for k, v in losses.items():
-                writer.add_scalar(f"train/{k}", float(v.detach()), step)
-            writer.add_scalar("train/lr", lr, step)
+        if on_log is not None and ((it + 1) % disp_interval == 0 or it == iters - 1):
+            on_log(
+                {
+                    "epoch": epoch,
+                    "iteration": it + 1,
+                    "iters_per_epoch": iters,
+                    "step": (epoch - 1) * iters + it,
+                    **{k: float(v.detach()) for k, v in losses.items()},
+                    "lr": lr,
+                    "images_per_s": seen / (time.perf_counter() - start),
+                }
+            )
     elapsed = time.perf_counter() - start
     stats = {k: v / max(good_steps, 1) for k, v in totals.items()}
     stats["skipped_steps"] = skipped
