@@ -8,7 +8,7 @@ from torch import nn
 
 from dets.data import collate
 from dets.engine.schedule import build_scheduler
-from dets.engine.trainer import NonFiniteLoss, build_optimizer, train_one_epoch
+from dets.engine.trainer import NonFiniteLoss, StepGuard, build_optimizer, train_one_epoch
 from dets.ground_truth import GroundTruth
 
 
@@ -56,7 +56,7 @@ def test_finite_steps_after_a_bad_one_still_train():
 
 def test_many_bad_steps_in_a_row_stop_training():
     model, optimizer, scheduler, loader = _setup([math.nan] * 3)
-    with pytest.raises(NonFiniteLoss, match="3 non-finite losses in a row"):
+    with pytest.raises(NonFiniteLoss, match="3 non-finite steps in a row"):
         train_one_epoch(model, loader, optimizer, scheduler, torch.device("cpu"), 1, max_bad_steps=3)
 
 
@@ -67,3 +67,33 @@ def test_biases_get_twice_the_rate_and_no_decay():
     assert groups[id(model.linear.weight)]["lr"] == 0.1 and groups[id(model.linear.weight)]["weight_decay"] == 1e-4
     assert groups[id(model.linear.bias)]["lr"] == pytest.approx(0.2)
     assert groups[id(model.linear.bias)]["weight_decay"] == 0.0
+
+
+class InfiniteGradient(Toy):
+    """A finite loss (0) whose gradient is not: d sqrt(u) / du at u = 0."""
+
+    def forward(self, x, ground_truth=None):
+        return {"loss": torch.sqrt(self.linear.weight.abs().sum() * 0.0)}
+
+
+@pytest.mark.parametrize("clip_grad", [0.0, 35.0], ids=["no clipping", "clipping"])
+def test_a_step_with_non_finite_gradients_is_skipped(capsys, clip_grad):
+    model = InfiniteGradient()
+    _, optimizer, scheduler, loader = _setup([1.0])
+    optimizer = build_optimizer(model, "sgd", lr=0.1, weight_decay=0.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = train_one_epoch(model, loader, optimizer, scheduler, torch.device("cpu"), 1, clip_grad=clip_grad)
+    assert stats["skipped_steps"] == 1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert "non-finite gradients" in capsys.readouterr().out
+
+
+def test_bad_steps_are_counted_across_epochs():
+    guard = StepGuard(max_in_a_row=3)
+    model, optimizer, scheduler, loader = _setup([math.nan, math.nan, math.nan])
+    train_one_epoch(model, loader[:2], optimizer, scheduler, torch.device("cpu"), 1, guard=guard)
+    assert guard.total == 2
+    # The third bad step in a row comes in the next epoch: the count did not restart.
+    with pytest.raises(NonFiniteLoss, match="3 non-finite steps in a row"):
+        train_one_epoch(model, loader[2:], optimizer, scheduler, torch.device("cpu"), 2, guard=guard)

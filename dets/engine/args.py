@@ -6,6 +6,7 @@ options are real flags, and --lr_decay_step lists the epochs at which the rate d
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -23,6 +24,32 @@ def _epochs(text: str) -> list[int]:
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"epochs are counted from 1, got {text!r}")
     return values
+
+
+def _finite(text: str, low: float, low_inclusive: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < low or (value == low and not low_inclusive):
+        bound = f">= {low:g}" if low_inclusive else f"> {low:g}"
+        raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    return _finite(text, 0.0, low_inclusive=False)
+
+
+def _non_negative_float(text: str) -> float:
+    return _finite(text, 0.0, low_inclusive=True)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -66,9 +93,10 @@ class ConfigFileParser(argparse.ArgumentParser):
         checked = {}
         for key, value in values.items():
             action = actions[key]
-            if value is not None and action.type is not None and isinstance(value, str):
+            # YAML already typed the value (0.5, .nan, [9, 11]): check it as the flag would.
+            if value is not None and action.type is not None and not isinstance(value, (list, bool)):
                 try:
-                    value = action.type(value)
+                    value = action.type(str(value))
                 except (argparse.ArgumentTypeError, ValueError) as exc:
                     self.error(f"--cfg {path}: {key}: {exc}")
             if value is not None and action.choices is not None and value not in action.choices:
@@ -178,7 +206,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--o", dest="optimizer", choices=("sgd", "adam"), default="sgd", help="optimizer")
     parser.add_argument(
         "--lr",
-        type=float,
+        type=_positive_float,
         default=None,
         help="base learning rate ("
         + _per_family(
@@ -193,11 +221,11 @@ def train_parser() -> argparse.ArgumentParser:
         help="epochs after which the rate is multiplied by --lr_decay_gamma, e.g. 9,11 "
         "(default: 3/4 and 11/12 of --epochs)",
     )
-    parser.add_argument("--lr_decay_gamma", type=float, default=0.1)
+    parser.add_argument("--lr_decay_gamma", type=_positive_float, default=0.1)
     parser.add_argument(
-        "--wd", type=float, default=None, help="weight decay (" + _per_family(lambda r: f"{r.weight_decay:g}") + ")"
+        "--wd", type=_non_negative_float, default=None, help="weight decay (" + _per_family(lambda r: f"{r.weight_decay:g}") + ")"
     )
-    parser.add_argument("--warmup_iters", type=int, default=500, help="linear warm-up iterations (from lr/5)")
+    parser.add_argument("--warmup_iters", type=_non_negative_int, default=500, help="linear warm-up iterations (from lr/5)")
     parser.add_argument(
         "--aug",
         choices=("flip", "ssd"),
@@ -205,7 +233,7 @@ def train_parser() -> argparse.ArgumentParser:
         help="training augmentation: flip (resize + horizontal flip) or ssd (+ SSD's photometric "
         "distortion, expand and min-IoU crop)",
     )
-    parser.add_argument("--clip_grad", type=float, default=35.0, help="max gradient norm (0: off)")
+    parser.add_argument("--clip_grad", type=_non_negative_float, default=35.0, help="max gradient norm (0: off)")
     parser.add_argument("--s", dest="session", type=int, default=1, help="training session number")
     parser.add_argument("--r", dest="resume", action="store_true", help="resume from a checkpoint")
     parser.add_argument("--load_dir", default=None, help="where to find the checkpoint to resume (--save_dir)")
@@ -215,7 +243,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--use_tfb", action="store_true", help="log scalars to TensorBoard")
     parser.add_argument(
         "--eval_interval",
-        type=int,
+        type=_non_negative_int,
         default=0,
         help="evaluate the test split every E epochs and after the last (0: never); keeps the best checkpoint",
     )
@@ -252,7 +280,7 @@ def test_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=int, default=0)
     parser.add_argument("--weights", default=None, help="a checkpoint file (instead of the three --check* flags)")
     parser.add_argument("--vis", action="store_true", help="write pictures of the detections")
-    parser.add_argument("--score_thr", type=float, default=0.01, help="drop detections scoring below this")
+    parser.add_argument("--score_thr", type=_non_negative_float, default=0.01, help="drop detections scoring below this")
     parser.add_argument("--max_per_image", type=_positive_int, default=100)
     parser.add_argument("--output_dir", default="output", help="where detections and pictures go")
     parser.add_argument("--split", default=None, help="dataset split to evaluate (default: the test split)")

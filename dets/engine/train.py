@@ -22,7 +22,7 @@ from .model_config import checkpoint_config, training_options
 from .progress import MetricsLog, Progress
 from .schedule import build_scheduler
 from .test import evaluate
-from .trainer import build_optimizer, train_one_epoch
+from .trainer import StepGuard, build_optimizer, train_one_epoch
 
 # What test_net.py evaluates with by default.
 EVAL_MAX_PER_IMAGE = 100
@@ -217,6 +217,13 @@ def main(args) -> dict:
             for key in (k for k in record if k.startswith("loss") or k == "lr"):
                 writer.add_scalar(f"train/{key}", record[key], record["step"])
 
+    if start_epoch > args.epochs:
+        sys.exit(
+            f"dets: nothing to train: the first epoch would be {start_epoch} but --epochs is {args.epochs}"
+            + (f" ({resume_path} already finished epoch {start_epoch - 1})" if state is not None else "")
+            + "; raise --epochs to train further"
+        )
+    guard = StepGuard()
     last = {}
     for epoch in range(start_epoch, args.epochs + 1):
         if isinstance(sampler, DistributedSampler):
@@ -239,6 +246,7 @@ def main(args) -> dict:
             on_log=on_log if is_main_process() else None,
             progress=progress,
             max_iters=args.max_iters,
+            guard=guard,
         )
         progress.close()
         if is_main_process():

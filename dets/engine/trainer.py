@@ -43,6 +43,26 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+class StepGuard:
+    """Counts the steps skipped for a non-finite loss or non-finite gradients over a whole run
+    (not per epoch): `max_in_a_row` of them in a row raise NonFiniteLoss."""
+
+    def __init__(self, max_in_a_row: int = 10):
+        self.max_in_a_row = max_in_a_row
+        self.in_a_row = self.total = 0
+
+    def bad(self, message: str) -> None:
+        self.in_a_row += 1
+        self.total += 1
+        if is_main_process():
+            print(message, flush=True)
+        if self.in_a_row >= self.max_in_a_row:
+            raise NonFiniteLoss(f"{self.in_a_row} non-finite steps in a row; stopping (last: {message})")
+
+    def good(self) -> None:
+        self.in_a_row = 0
+
+
 def train_one_epoch(
     model: nn.Module,
     loader,
@@ -59,20 +79,23 @@ def train_one_epoch(
     progress=None,
     max_bad_steps: int = 10,
     max_iters: int | None = None,
+    guard: StepGuard | None = None,
 ) -> dict:
     """Train for one pass over `loader`.
 
     `loader` yields (images, ground_truth, targets) as ``dets.data.collate`` makes them; both
     go to `device` once and the model is called as ``model(images, ground_truth)``, which
     returns a dict of losses with the total under "loss" (the ``Detector`` contract). A step
-    whose loss is not finite is
-    skipped (weights and schedule untouched) with a message; `max_bad_steps` of them in a row
-    stop training with NonFiniteLoss rather than carry on blindly. Every `disp_interval`
+    whose loss or whose gradient norm is not finite is skipped (weights and schedule untouched)
+    with a message; `guard` counts them over the run (a fresh StepGuard(max_bad_steps) if None)
+    and stops training with NonFiniteLoss after `max_bad_steps` in a row rather than carry on
+    blindly. (With a GradScaler, fp16's overflowing steps are the scaler's to skip.) Every `disp_interval`
     iterations (and at the last) `on_log(record)` gets a dict: epoch, iteration (1-based),
     iters_per_epoch, step (over the run), every loss, lr and images_per_s so far.
     """
     model.train()
-    bad_in_a_row = skipped = good_steps = 0
+    guard = guard if guard is not None else StepGuard(max_bad_steps)
+    skipped = good_steps = 0
     totals: dict[str, float] = {}
     seen = 0
     start = time.perf_counter()
@@ -86,27 +109,28 @@ def train_one_epoch(
             losses = model(images, ground_truth)
         loss = losses["loss"]
         if not torch.isfinite(all_reduce_mean(loss.detach())):
-            bad_in_a_row += 1
             skipped += 1
-            message = (
+            optimizer.zero_grad(set_to_none=True)
+            guard.bad(
                 f"epoch {epoch} iter {it}: non-finite loss "
                 f"({ {k: float(v.detach()) for k, v in losses.items()} }); step skipped, weights unchanged"
             )
-            if is_main_process():
-                print(message, flush=True)
-            optimizer.zero_grad(set_to_none=True)
-            if bad_in_a_row >= max_bad_steps:
-                raise NonFiniteLoss(f"{bad_in_a_row} non-finite losses in a row; stopping (last: {message})")
             continue
-        bad_in_a_row = 0
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        if clip_grad > 0:
-            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
+        # The norm is needed for clipping anyway; with clipping off it only checks the gradients.
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        grad_norm = nn.utils.clip_grad_norm_(params, clip_grad if clip_grad > 0 else math.inf)
+        if scaler is None and not torch.isfinite(grad_norm):
+            skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            guard.bad(f"epoch {epoch} iter {it}: non-finite gradients (norm {float(grad_norm)}); step skipped")
+            continue
+        guard.good()
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
