@@ -7,8 +7,18 @@ from dets.engine import args as engine_args
 
 @pytest.mark.parametrize(
     "flag,value",
-    [("--lr", "nan"), ("--lr", "inf"), ("--lr", "0"), ("--lr", "-1e-3"), ("--wd", "nan"), ("--wd", "-1"),
-     ("--lr_decay_gamma", "0"), ("--clip_grad", "inf"), ("--warmup_iters", "-5"), ("--eval_interval", "-1")],
+    [
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--lr", "0"),
+        ("--lr", "-1e-3"),
+        ("--wd", "nan"),
+        ("--wd", "-1"),
+        ("--lr_decay_gamma", "0"),
+        ("--clip_grad", "inf"),
+        ("--warmup_iters", "-5"),
+        ("--eval_interval", "-1"),
+    ],
 )
 def test_bad_hyper_parameters_are_refused(flag, value, capsys):
     with pytest.raises(SystemExit):
@@ -17,7 +27,9 @@ def test_bad_hyper_parameters_are_refused(flag, value, capsys):
 
 
 def test_good_values_pass():
-    args = engine_args.train_parser().parse_args(["--lr", "2e-3", "--wd", "0", "--clip_grad", "0", "--warmup_iters", "0"])
+    args = engine_args.train_parser().parse_args(
+        ["--lr", "2e-3", "--wd", "0", "--clip_grad", "0", "--warmup_iters", "0"]
+    )
     assert (args.lr, args.wd, args.clip_grad, args.warmup_iters) == (2e-3, 0.0, 0.0, 0)
     assert engine_args.test_parser().parse_args(["--score_thr", "0.3"]).score_thr == 0.3
 

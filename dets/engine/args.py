@@ -223,9 +223,14 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--lr_decay_gamma", type=_positive_float, default=0.1)
     parser.add_argument(
-        "--wd", type=_non_negative_float, default=None, help="weight decay (" + _per_family(lambda r: f"{r.weight_decay:g}") + ")"
+        "--wd",
+        type=_non_negative_float,
+        default=None,
+        help="weight decay (" + _per_family(lambda r: f"{r.weight_decay:g}") + ")",
     )
-    parser.add_argument("--warmup_iters", type=_non_negative_int, default=500, help="linear warm-up iterations (from lr/5)")
+    parser.add_argument(
+        "--warmup_iters", type=_non_negative_int, default=500, help="linear warm-up iterations (from lr/5)"
+    )
     parser.add_argument(
         "--aug",
         choices=("flip", "ssd"),
@@ -280,9 +285,16 @@ def test_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=int, default=0)
     parser.add_argument("--weights", default=None, help="a checkpoint file (instead of the three --check* flags)")
     parser.add_argument("--vis", action="store_true", help="write pictures of the detections")
-    parser.add_argument("--score_thr", type=_non_negative_float, default=0.01, help="drop detections scoring below this")
+    parser.add_argument(
+        "--score_thr", type=_non_negative_float, default=0.01, help="drop detections scoring below this"
+    )
     parser.add_argument("--max_per_image", type=_positive_int, default=100)
     parser.add_argument("--output_dir", default="output", help="where detections and pictures go")
     parser.add_argument("--split", default=None, help="dataset split to evaluate (default: the test split)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network (pays off over many images; the first batch compiles)",
+    )
     _add_family_options(parser, "test")
     return parser

@@ -17,7 +17,7 @@ from dets.evaluation import (
     voc_evaluate,
     write_coco_json,
 )
-from dets.models import net_spec
+from dets.models import net_spec, prepare_for_inference
 from dets.plots import plot_pr_curves
 from dets.visualize import draw_detections, save_image
 
@@ -45,7 +45,8 @@ def load_model(args, device: torch.device):
         )
     model = model_for_testing(args, state, path)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), state["class_names"], state.get("args", {}), path
+    model = prepare_for_inference(model, device, compile=args.compile)
+    return model, state["class_names"], state.get("args", {}), path
 
 
 def test_input_size(args, train_args: dict) -> int:

@@ -5,6 +5,7 @@ of ``detector.Detector``; ``dets/models/README.md`` says how to add a family.
 """
 
 from .detector import Detector
+from .inference import fold_batch_norms, prepare_for_inference
 from .recipe import Option, Recipe
 from .zoo import DEFAULT_NET, NETS, NetSpec
 
@@ -70,6 +71,8 @@ __all__ = [
     "Option",
     "Recipe",
     "build_detector",
+    "fold_batch_norms",
+    "prepare_for_inference",
     "checkpoint_prefix",
     "net_spec",
     "nets_markdown",
