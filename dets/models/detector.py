@@ -20,6 +20,10 @@ A detector is an ``nn.Module`` with
         needs to rebuild the same architecture, saved in every checkpoint so that test_net.py and
         demo.py rebuild the model from the file alone.
 
+    export(images, max_per_image) -> (boxes [B, K, 4], scores [B, K], labels [B, K])
+        optional: a traceable forward with the post-processing in standard ONNX operators
+        (``dets.export``); the base class refuses with NotImplementedError.
+
 ``Detector`` below is the base class that holds the config; families subclass it.
 """
 
@@ -42,6 +46,11 @@ class Detector(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
         raise NotImplementedError
+
+    def export(self, images: torch.Tensor, max_per_image: int = 100):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no ONNX export: its post-processing needs dets ops without an ONNX form"
+        )
 
     def config(self) -> dict:
         """What rebuilds this architecture: ``build_detector(**model.config())``."""

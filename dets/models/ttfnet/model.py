@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dets.boxes import clip_to_size
+from dets.export import peak_scores
 from dets.ground_truth import GroundTruth
 from dets.ops import ttf_decode, ttf_targets
 
@@ -81,6 +82,23 @@ class TTFNet(Detector):
         loss_wh = giou_loss(pred_boxes[on], box_target.permute(0, 2, 3, 1)[on], weight[on])
         loss_hm, loss_wh = self.hm_weight * loss_hm, self.wh_weight * loss_wh
         return {"loss": loss_hm + loss_wh, "loss_hm": loss_hm, "loss_wh": loss_wh}
+
+    def export(self, images: torch.Tensor, max_per_image: int = 100):
+        """``predict`` in standard ONNX operators, for ``dets.export``: the k best 3x3 peaks of
+        the heatmap (near-ties within ``PEAK_EPS`` count as peaks), their boxes clipped to the
+        input. Returns boxes [B, k, 4], scores [B, k], labels [B, k] (int64)."""
+        hm, wh = self(images)
+        heat = peak_scores(torch.sigmoid(hm.float()))
+        batch, classes, height, width = heat.shape
+        scores, index = heat.reshape(batch, -1).topk(min(max_per_image, classes * height * width), dim=1)
+        labels = torch.div(index, height * width, rounding_mode="floor")
+        pos = index - labels * (height * width)
+        ys = torch.div(pos, width, rounding_mode="floor")
+        xs = pos - ys * width
+        ltrb = wh.float().reshape(batch, 4, -1).gather(2, pos.unsqueeze(1).expand(-1, 4, -1)).transpose(1, 2)
+        cx, cy = xs.to(ltrb.dtype) * self.down_ratio, ys.to(ltrb.dtype) * self.down_ratio
+        boxes = torch.stack([cx - ltrb[..., 0], cy - ltrb[..., 1], cx + ltrb[..., 2], cy + ltrb[..., 3]], dim=2)
+        return clip_to_size(boxes, images.shape[-2], images.shape[-1]), scores, labels
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:

@@ -1,0 +1,66 @@
+"""ONNX export of a detector: the network and, as far as standard ONNX operators allow, its
+post-processing, so that a runtime without this package gets detections.
+
+A family joins by implementing ``Detector.export(images, max_per_image)``: a traceable forward
+returning (boxes [B, K, 4] in input pixels, scores [B, K], labels [B, K]) with standard ops only.
+Families whose post-processing needs a dets op without an ONNX form (Faster R-CNN's RoI pooling
+and NMS) raise ``NotImplementedError`` there and are refused by name.
+"""
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Peaks are found as in CenterX's export: ONNX has no cheap equality test, so a position counts
+# as a peak when its value is within PEAK_EPS of the 3x3 maximum around it.
+PEAK_EPS = 1e-6
+OUTPUT_NAMES = ("boxes", "scores", "labels")
+
+
+def peak_scores(heat: torch.Tensor) -> torch.Tensor:
+    """heat [B, C, H, W] in [0, 1] with every value that is not a 3x3 local maximum set to 0:
+    heat · min(1, relu(heat − maxpool3x3(heat) + ε) / ε), standard ONNX operators only."""
+    pooled = F.max_pool2d(heat, 3, stride=1, padding=1)
+    return heat * torch.clamp(F.relu(heat - pooled + PEAK_EPS) / PEAK_EPS, max=1.0)
+
+
+class _Exported(nn.Module):
+    def __init__(self, model: nn.Module, max_per_image: int):
+        super().__init__()
+        self.model, self.max_per_image = model, max_per_image
+
+    def forward(self, images: torch.Tensor):
+        return self.model.export(images, self.max_per_image)
+
+
+def export_onnx(
+    model: nn.Module, path: Path, input_size: tuple[int, int], opset: int = 17, max_per_image: int = 100
+) -> Path:
+    """Write `model` (in eval mode, weights loaded) as an ONNX graph taking images float
+    [B, 3, H, W] (normalised as the family's test transforms do, H × W = `input_size`, B free)
+    and giving `OUTPUT_NAMES`."""
+    model = model.eval()
+    images = torch.zeros(1, 3, *input_size)
+    with torch.no_grad():
+        model.export(images, max_per_image)  # NotImplementedError names a family that cannot export
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated upstream; the dynamo one needs onnxscript.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            _Exported(model, max_per_image),
+            (images,),
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}},
+        )
+    tmp.replace(path)
+    return path
