@@ -342,6 +342,12 @@ class Normalize:
         std = sample.image.new_tensor(self.std).view(3, 1, 1)
         return replace(sample, image=(sample.image / 255 - mean) / std)
 
+    def invert(self, image: torch.Tensor) -> torch.Tensor:
+        """The 0..255 RGB image [3, H, W] that this transform turned into `image`."""
+        mean = image.new_tensor(self.mean).view(3, 1, 1)
+        std = image.new_tensor(self.std).view(3, 1, 1)
+        return ((image * std + mean) * 255).clamp(0, 255)
+
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"
 

@@ -20,6 +20,10 @@ A detector is an ``nn.Module`` with
         needs to rebuild the same architecture, saved in every checkpoint so that test_net.py and
         demo.py rebuild the model from the file alone.
 
+    matched_priors(images, ground_truth) -> list of [P_i, 4]
+        optional, for anchor-based families: the anchors/priors that training matches to the
+        ground truth of each image (what tools/browse_dataset.py --priors draws).
+
     export(images, max_per_image) -> (boxes [B, K, 4], scores [B, K], labels [B, K])
         optional: a traceable forward with the post-processing in standard ONNX operators
         (``dets.export``); the base class refuses with NotImplementedError.
@@ -46,6 +50,9 @@ class Detector(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
         raise NotImplementedError
+
+    def matched_priors(self, images: torch.Tensor, ground_truth) -> list[torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} has no anchors or priors to match")
 
     def export(self, images: torch.Tensor, max_per_image: int = 100):
         raise NotImplementedError(

@@ -23,6 +23,7 @@ from dets.ops import batched_nms, soft_nms
 
 from ..detector import Detector
 from ..losses import smooth_l1
+from .anchor_target_layer import POSITIVE, anchor_targets
 from .anchors import AnchorGenerator
 from .proposal_target_layer import proposal_targets
 from .roi_pooling import RoIPooler
@@ -155,6 +156,17 @@ class FasterRCNN(Detector):
             "loss_cls": loss_cls,
             "loss_box": loss_box,
         }
+
+    @torch.no_grad()
+    def matched_priors(self, images: torch.Tensor, ground_truth: GroundTruth) -> list[torch.Tensor]:
+        """The RPN's positive anchors per image (before the anchor-target layer's sampling):
+        IoU >= 0.7 with a ground-truth box, or a box's best anchor."""
+        features = self.body(images)
+        levels = [features[i] for i in self.body.rpn_levels]
+        anchors = torch.cat(self.rpn.anchor_generator([tuple(f.shape[-2:]) for f in levels], device=images.device))
+        kwargs = self.rpn.target_kwargs | {"batch_size_per_image": anchors.shape[0], "positive_fraction": 1.0}
+        labels, _ = anchor_targets(anchors, ground_truth.boxes, ground_truth.valid, ground_truth.image_sizes, **kwargs)
+        return [anchors[row == POSITIVE] for row in labels]
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
