@@ -295,3 +295,28 @@ def test_a_config_file_with_an_unknown_key_is_named(tmp_path):
     )
     assert done.returncode != 0
     assert "bad.yml: unknown key(s) batch_size" in done.stderr
+
+
+def test_swa_averages_the_last_epochs_and_re_estimates_batch_norm(tiny_voc, tmp_path):
+    models = tmp_path / "models"
+    train = [str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *TINY, "--max_iters", "2", "--save_dir", str(models)]
+    run(*train, "--epochs", "1", "--swa_epochs", "2", "--lr_schedule", "cosine", cwd=tmp_path)
+    run_dir = next(models.rglob("ttfnet_r18_1_1_2.pth")).parent
+    swa = torch.load(run_dir / "ttfnet_r18_1_swa.pth", weights_only=False)
+    epochs = [torch.load(run_dir / f"ttfnet_r18_1_{e}_2.pth", weights_only=False)["model"] for e in (2, 3)]
+    conv = "backbone.conv1.weight"
+    torch.testing.assert_close(swa["model"][conv], (epochs[0][conv] + epochs[1][conv]) / 2)
+    # The averaged model's BatchNorm statistics were estimated again on the training data.
+    assert not torch.equal(swa["model"]["backbone.bn1.running_mean"], epochs[1]["backbone.bn1.running_mean"])
+    out = run(
+        str(ROOT / "test_net.py"),
+        "--dataset",
+        tiny_voc,
+        *TINY,
+        "--weights",
+        str(run_dir / "ttfnet_r18_1_swa.pth"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
+    assert_evaluated(out, tmp_path / "out")

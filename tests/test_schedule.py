@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dets.engine.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from dets.engine.schedule import warmup_step_lambda
+from dets.engine.schedule import warmup_cosine_lambda, warmup_step_lambda
 
 
 def test_warmup_then_steps():
@@ -45,3 +45,15 @@ def test_bad_checkpoints_are_named(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="junk.pth"):
         load_checkpoint(tmp_path / "junk.pth")
+
+
+def test_warmup_flat_then_cosine_literals():
+
+    f = warmup_cosine_lambda(
+        iters_per_epoch=10, warmup_iters=4, warmup_ratio=0.2, epochs=6, flat_epochs=2, min_ratio=0.1
+    )
+    assert f(0) == pytest.approx(0.2) and f(2) == pytest.approx(0.6)
+    assert f(4) == 1.0 and f(19) == 1.0  # flat through epoch 2
+    assert f(20) == pytest.approx(1.0)  # the cosine starts at its top
+    assert f(40) == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the 40 cosine iterations
+    assert f(60) == pytest.approx(0.1) and f(99) == pytest.approx(0.1)  # the minimum, kept after --epochs

@@ -97,3 +97,11 @@ def test_bad_steps_are_counted_across_epochs():
     # The third bad step in a row comes in the next epoch: the count did not restart.
     with pytest.raises(NonFiniteLoss, match="3 non-finite steps in a row"):
         train_one_epoch(model, loader[2:], optimizer, scheduler, torch.device("cpu"), 2, guard=guard)
+
+
+def test_a_loss_spike_is_skipped_and_training_goes_on(capsys):
+    model, optimizer, scheduler, loader = _setup([1.0, 50.0, 1.1])
+    guard = StepGuard(skip_loss_ratio=10.0)
+    stats = train_one_epoch(model, loader, optimizer, scheduler, torch.device("cpu"), 1, guard=guard)
+    assert stats["skipped_steps"] == 1 and guard.total == 0  # a spike is not a bad step
+    assert "is a spike; step skipped" in capsys.readouterr().out

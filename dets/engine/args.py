@@ -229,6 +229,32 @@ def train_parser() -> argparse.ArgumentParser:
         help="weight decay (" + _per_family(lambda r: f"{r.weight_decay:g}") + ")",
     )
     parser.add_argument(
+        "--lr_schedule",
+        choices=("step", "cosine"),
+        default="step",
+        help="step: decay at --lr_decay_step; cosine: flat for --cosine_flat_epochs, then a cosine to "
+        "--min_lr_ratio x the rate at --epochs (CenterX's WarmupCosineAnnealingLR)",
+    )
+    parser.add_argument(
+        "--cosine_flat_epochs", type=_non_negative_int, default=0, help="cosine: epochs at the full rate"
+    )
+    parser.add_argument(
+        "--min_lr_ratio", type=_non_negative_float, default=0.0, help="cosine: the final rate / the base rate"
+    )
+    parser.add_argument(
+        "--swa_epochs",
+        type=_non_negative_int,
+        default=0,
+        help="stochastic weight averaging: this many epochs after --epochs, averaged into <prefix>_<s>_swa.pth",
+    )
+    parser.add_argument("--swa_lr", type=_positive_float, default=None, help="SWA's rate (default 0.05 x --lr)")
+    parser.add_argument(
+        "--skip_loss_ratio",
+        type=_non_negative_float,
+        default=0.0,
+        help="skip a step whose loss exceeds this many times the previous step's (CenterX's SKIP_LOSS; 0: off)",
+    )
+    parser.add_argument(
         "--warmup_iters", type=_non_negative_int, default=500, help="linear warm-up iterations (from lr/5)"
     )
     parser.add_argument(

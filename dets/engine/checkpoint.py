@@ -33,6 +33,13 @@ def best_checkpoint_path(save_dir: str, net: str, dataset: str, session: int) ->
     )
 
 
+def swa_checkpoint_path(save_dir: str, net: str, dataset: str, session: int) -> Path:
+    """Where ``--swa_epochs`` puts the averaged model of a session."""
+    return checkpoint_path(save_dir, net, dataset, session, 1, 1).with_name(
+        f"{checkpoint_prefix(net)}_{session}_swa.pth"
+    )
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` to `path` so that `path` is either absent or complete, never half-written."""
     path = Path(path)

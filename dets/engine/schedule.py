@@ -1,4 +1,7 @@
-"""Learning-rate schedule: linear warm-up, then step decay at given epochs."""
+"""Learning-rate schedules: linear warm-up, then step decay at given epochs (the seeds' 1x) or a
+flat phase and a cosine to a minimum (CenterX's WarmupCosineAnnealingLR)."""
+
+import math
 
 import torch
 
@@ -24,5 +27,31 @@ def warmup_step_lambda(
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, **kwargs) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_step_lambda(**kwargs))
+def warmup_cosine_lambda(
+    iters_per_epoch: int, warmup_iters: int, warmup_ratio: float, epochs: int, flat_epochs: int, min_ratio: float
+):
+    """A LambdaLR factor: the same warm-up, then 1 until the end of epoch `flat_epochs`, then
+    min_ratio + (1 - min_ratio) · (1 + cos(π · t)) / 2 with t going from 0 to 1 over the
+    remaining iterations up to the end of epoch `epochs` (CenterX's COSINE_DECAY_ITER, in epochs)."""
+    start = flat_epochs * iters_per_epoch
+    length = max((epochs - flat_epochs) * iters_per_epoch, 1)
+
+    def factor(it: int) -> float:
+        warm = warmup_ratio + (1 - warmup_ratio) * it / warmup_iters if it < warmup_iters else 1.0
+        if it < start:
+            return warm
+        t = min((it - start) / length, 1.0)
+        return warm * (min_ratio + (1 - min_ratio) * (1 + math.cos(math.pi * t)) / 2)
+
+    return factor
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, kind: str = "step", **kwargs
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """kind "step": ``warmup_step_lambda(**kwargs)``; "cosine": ``warmup_cosine_lambda(**kwargs)``."""
+    if kind == "step":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_step_lambda(**kwargs))
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine_lambda(**kwargs))
+    raise ValueError(f"lr schedule must be 'step' or 'cosine', got {kind!r}")

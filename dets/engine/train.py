@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from dets.data import build_dataset, collate
@@ -16,7 +17,7 @@ from dets.models import build_detector, net_spec
 from dets.plots import plot_training_curves
 
 from .args import train_parser, write_config
-from .checkpoint import best_checkpoint_path, checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoint import best_checkpoint_path, checkpoint_path, load_checkpoint, save_checkpoint, swa_checkpoint_path
 from .distributed import barrier, cleanup, init_distributed, is_main_process
 from .model_config import checkpoint_config, training_options
 from .progress import MetricsLog, Progress
@@ -24,9 +25,39 @@ from .schedule import build_scheduler
 from .test import evaluate
 from .trainer import StepGuard, build_optimizer, train_one_epoch
 
+WARMUP_RATIO = 0.2  # the warm-up starts at a fifth of the rate (mmdetection's, the seeds')
+# SWA's rate when --swa_lr is not given: a twentieth of the base rate (torch's SWALR examples
+# use 0.05; CenterX sets SWA_LR per config).
+SWA_LR_RATIO = 0.05
 # What test_net.py evaluates with by default.
 EVAL_MAX_PER_IMAGE = 100
 EVAL_SCORE_THR = 0.01
+
+
+def _stochastic_weight_averaging(args, model, optimizer, loader, device, lr, iters_per_epoch, train_epoch) -> dict:
+    """--swa_epochs more epochs after the main schedule, at SWALR's rate (annealed to --swa_lr,
+    default SWA_LR_RATIO × the base rate, over the first of them), the weights averaged after
+    each; then the BatchNorm statistics of the average re-estimated on the training data and the
+    averaged model saved as ``{prefix}_{session}_swa.pth`` (rank 0), beside the per-epoch
+    checkpoints of the same run."""
+    swa_model = AveragedModel(model)
+    swa_lr = args.swa_lr if args.swa_lr is not None else lr * SWA_LR_RATIO
+    swa_scheduler = SWALR(optimizer, swa_lr=swa_lr, anneal_epochs=iters_per_epoch, anneal_strategy="cos")
+    stats = {}
+    for epoch in range(args.epochs + 1, args.epochs + args.swa_epochs + 1):
+        stats, state = train_epoch(epoch, swa_scheduler)
+        swa_model.update_parameters(model)
+    # update_bn reads the images, the first element of each batch.
+    update_bn(loader, swa_model, device=device)
+    if is_main_process():
+        path = swa_checkpoint_path(args.save_dir, args.net, args.dataset, args.session)
+        save_checkpoint(
+            path,
+            {k: v for k, v in state.items() if k not in ("optimizer", "scheduler")}
+            | {"model": swa_model.module.state_dict(), "swa": {"epochs": args.swa_epochs, "lr": swa_lr}},
+        )
+        print(f"dets: saved the averaged model of epochs {args.epochs + 1}..{epoch} as {path}", flush=True)
+    return stats
 
 
 def _relaunch_under_torchrun() -> None:
@@ -152,13 +183,17 @@ def main(args) -> dict:
     iters_per_epoch = min(len(loader), args.max_iters or len(loader))
 
     optimizer = build_optimizer(model, args.optimizer, lr, weight_decay)
+    if args.lr_schedule == "cosine":
+        shape = {"epochs": args.epochs, "flat_epochs": args.cosine_flat_epochs, "min_ratio": args.min_lr_ratio}
+    else:
+        shape = {"decay_epochs": decay, "gamma": args.lr_decay_gamma}
     scheduler = build_scheduler(
         optimizer,
+        args.lr_schedule,
         iters_per_epoch=iters_per_epoch,
         warmup_iters=args.warmup_iters,
-        warmup_ratio=0.2,
-        decay_epochs=decay,
-        gamma=args.lr_decay_gamma,
+        warmup_ratio=WARMUP_RATIO,
+        **shape,
     )
     start_epoch = args.start_epoch
     if state is not None:
@@ -223,15 +258,17 @@ def main(args) -> dict:
             + (f" ({resume_path} already finished epoch {start_epoch - 1})" if state is not None else "")
             + "; raise --epochs to train further"
         )
-    guard = StepGuard()
-    last = {}
-    for epoch in range(start_epoch, args.epochs + 1):
+    guard = StepGuard(skip_loss_ratio=args.skip_loss_ratio)
+    final_epoch = args.epochs + args.swa_epochs
+
+    def train_epoch(epoch: int, scheduler) -> tuple[dict, dict | None]:
+        """One epoch and its checkpoint (and evaluation, curves): (stats, checkpoint state)."""
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         else:
             sampler.generator.manual_seed(args.seed * 1000 + epoch)
         loader.generator.manual_seed(args.seed * 1000 + epoch + 7)
-        progress = Progress(iters_per_epoch, f"epoch {epoch}/{args.epochs}", args.disp_interval, is_main_process())
+        progress = Progress(iters_per_epoch, f"epoch {epoch}/{final_epoch}", args.disp_interval, is_main_process())
         stats = train_one_epoch(
             ddp_model,
             loader,
@@ -249,6 +286,7 @@ def main(args) -> dict:
             guard=guard,
         )
         progress.close()
+        state = None
         if is_main_process():
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in stats.items()), flush=True)
             metrics.write("epoch", epoch=epoch, **stats)
@@ -267,12 +305,18 @@ def main(args) -> dict:
             }
             save_checkpoint(path, state)
             print(f"dets: saved {path}", flush=True)
-            if evaluator is not None and (epoch % args.eval_interval == 0 or epoch == args.epochs):
+            if evaluator is not None and (epoch % args.eval_interval == 0 or epoch == final_epoch):
                 evaluator(model, epoch, state, metrics, writer)
             print(f"dets: curves in {plot_training_curves(metrics.read(), run_dir / f'curves_{args.session}.png')}")
         # Evaluation runs on rank 0 only; the other ranks wait for it here.
         barrier()
-        last = stats
+        return stats, state
+
+    last = {}
+    for epoch in range(start_epoch, args.epochs + 1):
+        last, _ = train_epoch(epoch, scheduler)
+    if args.swa_epochs:
+        last = _stochastic_weight_averaging(args, model, optimizer, loader, device, lr, iters_per_epoch, train_epoch)
     if writer is not None:
         writer.close()
     cleanup()

@@ -47,9 +47,20 @@ class StepGuard:
     """Counts the steps skipped for a non-finite loss or non-finite gradients over a whole run
     (not per epoch): `max_in_a_row` of them in a row raise NonFiniteLoss."""
 
-    def __init__(self, max_in_a_row: int = 10):
+    def __init__(self, max_in_a_row: int = 10, skip_loss_ratio: float = 0.0):
         self.max_in_a_row = max_in_a_row
+        self.skip_loss_ratio = skip_loss_ratio
         self.in_a_row = self.total = 0
+        self.previous_loss: float | None = None
+
+    def spike(self, loss: float) -> bool:
+        """Is `loss` a spike: above skip_loss_ratio × the previous good step's loss (CenterX's
+        SKIP_LOSS)? Spikes are skipped but are not bad steps."""
+        return (
+            bool(self.skip_loss_ratio)
+            and self.previous_loss is not None
+            and loss > self.skip_loss_ratio * self.previous_loss
+        )
 
     def bad(self, message: str) -> None:
         self.in_a_row += 1
@@ -108,7 +119,14 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             losses = model(images, ground_truth)
         loss = losses["loss"]
-        if not torch.isfinite(all_reduce_mean(loss.detach())):
+        mean_loss = all_reduce_mean(loss.detach())
+        if guard.spike(float(mean_loss)):
+            skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            if is_main_process():
+                print(f"epoch {epoch} iter {it}: loss {float(mean_loss):.4f} is a spike; step skipped", flush=True)
+            continue
+        if not torch.isfinite(mean_loss):
             skipped += 1
             optimizer.zero_grad(set_to_none=True)
             guard.bad(
@@ -131,6 +149,7 @@ def train_one_epoch(
             guard.bad(f"epoch {epoch} iter {it}: non-finite gradients (norm {float(grad_norm)}); step skipped")
             continue
         guard.good()
+        guard.previous_loss = float(mean_loss)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
