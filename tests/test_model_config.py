@@ -71,3 +71,19 @@ def test_a_legacy_ttfnet_checkpoint_evaluates_through_test_net(tmp_path, monkeyp
     runpy.run_path(str(ROOT / "test_net.py"), run_name="__main__")
     results = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("results_*.json")]
     assert len(results) == 1 and "voc" in results[0]
+
+
+def test_an_option_added_later_takes_the_value_older_checkpoints_were_trained_with(monkeypatch):
+    from dataclasses import replace
+
+    from dets.models import NETS, NetSpec, Option
+
+    spec = NETS["ttfnet_r18"]
+    later = Option("new_layer", "--new_layer", "a layer added later", default=True, in_older_checkpoints=False)
+    monkeypatch.setitem(NETS, "ttfnet_r18", NetSpec(spec.build, replace(spec.recipe, options=(later,))))
+    older = {"config": {"net": "ttfnet_r18", "num_classes": 3, "options": {}}}
+    assert checkpoint_config(older, "old.pth")["options"] == {"new_layer": False}
+    newer = {"config": {"net": "ttfnet_r18", "num_classes": 3, "options": {"new_layer": True}}}
+    assert checkpoint_config(newer, "new.pth")["options"] == {"new_layer": True}
+    legacy = {"net": "ttfnet_r18", "class_names": ["a"], "model": {}}
+    assert checkpoint_config(legacy, "legacy.pth")["options"] == {"new_layer": False}

@@ -41,15 +41,24 @@ def training_options(args, saved_config: dict | None) -> dict:
 
 def checkpoint_config(state: dict, path) -> dict:
     """The model config in a checkpoint (``Detector.config()``); checkpoints written before
-    configs existed carry 'net', 'class_names' and the kept options at the top level."""
+    configs existed carry 'net', 'class_names' and the kept options at the top level. A kept
+    option the file does not mention takes its ``in_older_checkpoints`` value (the architecture
+    the file was trained with), else its default."""
     if "config" in state:
-        return state["config"]
+        config = dict(state["config"])
+        recipe = net_spec(config["net"]).recipe
+        config["options"] = _older_values(recipe) | config["options"]
+        return config
     for key in ("net", "class_names"):
         if key not in state:
             raise RuntimeError(f"{path} has no '{key}' entry: it is not a checkpoint written by dets' trainval_net.py")
     recipe = net_spec(state["net"]).recipe
-    options = {o.dest: state[o.dest] for o in recipe.options if o.kept and o.dest in state}
+    options = _older_values(recipe) | {o.dest: state[o.dest] for o in recipe.options if o.kept and o.dest in state}
     return {"net": state["net"], "num_classes": len(state["class_names"]), "options": options}
+
+
+def _older_values(recipe) -> dict:
+    return {o.dest: o.in_older_checkpoints for o in recipe.options if o.kept and o.in_older_checkpoints is not None}
 
 
 def model_for_testing(args, state: dict, path):

@@ -23,6 +23,8 @@ class Option:
     on_train: offered by trainval_net.py.
     on_test: test_net.py / demo.py: ``"no"`` (not offered), ``"must_match"`` (given, it must
         equal the checkpoint's) or ``"sets"`` (applies to this run only, e.g. a test-time NMS).
+    in_older_checkpoints: for a kept option added after checkpoints without it were written:
+        the value those checkpoints were trained with (None: the default).
     """
 
     dest: str
@@ -34,6 +36,7 @@ class Option:
     kept: bool = True
     on_train: bool = True
     on_test: str = TEST_NOT_OFFERED
+    in_older_checkpoints: object = None
 
 
 @dataclass(frozen=True)
