@@ -523,3 +523,39 @@ def test_coco_bad_files(tmp_path):
     ds = COCODetection(images, annotations)
     with pytest.raises(ValueError, match=r"a\.jpg is 20x31 .* annotation says 20x30"):
         ds[1]
+
+
+def test_multiscale_collate_draws_one_size_per_batch_and_scales_the_boxes():
+    from dets.data import MultiScaleCollate
+
+    def item(i):
+        target = {
+            "boxes": torch.tensor([[8.0, 16.0, 40.0, 64.0]]),
+            "labels": torch.tensor([1]),
+            "image_id": i,
+            "size": (96, 128),
+            "scale": (0.5, 0.5),
+            "offset": (0.0, 0.0),
+            "flipped": False,
+            "orig_size": (192, 256),
+        }
+        return torch.rand(3, 96, 128), target
+
+    batcher = MultiScaleCollate([48, 96], seed=3)
+    seen = set()
+    for start in range(0, 40, 2):
+        batch = [item(start), item(start + 1)]
+        size = batcher.size_of([t for _, t in batch])
+        assert size == batcher.size_of([t for _, t in batch])  # the same batch, the same draw
+        images, gt, targets = batcher(batch)
+        factor = size / 96
+        assert gt.image_sizes.tolist() == [[round(96 * factor), round(128 * factor)]] * 2
+        torch.testing.assert_close(gt.boxes[0, 0], torch.tensor([8.0, 16.0, 40.0, 64.0]) * factor)
+        # boxes_to_original still maps back to the image on disk.
+        torch.testing.assert_close(
+            boxes_to_original(gt.boxes[0, :1], targets[0]), torch.tensor([[16.0, 32.0, 80.0, 128.0]])
+        )
+        seen.add(size)
+    assert seen == {48, 96}
+    with pytest.raises(ValueError, match="positive ints"):
+        MultiScaleCollate([0, 32])

@@ -83,7 +83,7 @@ def test_a_family_defined_outside_the_package_trains_resumes_and_evaluates(toy_i
     monkeypatch.chdir(tmp_path)
     common = ["--dataset", f"voc:{root}", "--net", "toy_net", "--bs", "2", "--nw", "0"]
     models = tmp_path / "models"
-    train = [*common, "--save_dir", str(models), "--toy_width", "6", "--warmup_iters", "0"]
+    train = [*common, "--save_dir", str(models), "--toy_width", "6", "--warmup_iters", "0", "--multiscale", "32,64"]
     program("trainval_net.py", *train, "--epochs", "1", monkeypatch=monkeypatch)
     first = sorted(models.rglob("*.pth"))
     assert [p.name for p in first] == ["toy_net_1_1_2.pth"]

@@ -37,7 +37,7 @@ Errors: a missing or malformed file raises an error naming it, when the dataset 
 """
 
 from .coco import COCODetection
-from .collate import collate
+from .collate import MultiScaleCollate, collate
 from .datasets import BUILTIN_DATASETS, build_dataset
 from .detection_dataset import ConcatDetection, DetectionDataset
 from .shapes import SHAPES_CLASSES, generate_shapes
@@ -55,6 +55,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "COCODetection",
     "ConcatDetection",
+    "MultiScaleCollate",
     "DetectionDataset",
     "SHAPES_CLASSES",
     "Sample",

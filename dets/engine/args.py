@@ -52,6 +52,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like '640,800', got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return values
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -293,6 +303,14 @@ def train_parser() -> argparse.ArgumentParser:
         + ")",
     )
     _add_family_options(parser, "train")
+    parser.add_argument(
+        "--multiscale",
+        type=_sizes,
+        default=None,
+        metavar="SIZES",
+        help="multi-scale training, e.g. 640,672,704,736,768,800: each batch takes one of these --input_size "
+        "values at random (the longer-side cap scales alike); testing uses the largest",
+    )
     parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 on GPU, bf16 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

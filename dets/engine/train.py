@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from dets.data import build_dataset, collate
+from dets.data import MultiScaleCollate, build_dataset, collate
 from dets.models import build_detector, net_spec
 from dets.plots import plot_training_curves
 
@@ -131,6 +131,9 @@ def main(args) -> dict:
     lr = args.lr if args.lr is not None else recipe.default_lr(args.optimizer, args.bs)
     weight_decay = args.wd if args.wd is not None else recipe.weight_decay
     input_size = args.input_size or recipe.input_size
+    if args.multiscale:
+        # The transforms resize to the largest size; each batch shrinks to one of the sizes.
+        input_size = args.input_size = max(args.multiscale)
     frozen_stages, frozen_bn = recipe.freezing(args.pretrained)
     if args.frozen_stages is not None:
         frozen_stages = args.frozen_stages
@@ -174,7 +177,7 @@ def main(args) -> dict:
         batch_size=args.bs,
         sampler=sampler,
         num_workers=args.nw,
-        collate_fn=collate,
+        collate_fn=MultiScaleCollate(args.multiscale, args.seed) if args.multiscale else collate,
         drop_last=len(dataset) >= args.bs,
         persistent_workers=False,
         generator=torch.Generator(),
