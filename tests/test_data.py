@@ -422,7 +422,7 @@ def test_build_dataset_names(tmp_path, monkeypatch):
         build_dataset("coco:only_images", "train")
 
     # Both devkit layouts; 07+12 concatenates the two trainval lists.
-    objects = {"1": [("dog", (1, 1, 9, 9))], "2": [("cat", (2, 2, 8, 8))], "3": []}
+    objects = {"1": [("dog", (1, 1, 9, 9))], "2": [("cat", (2, 2, 8, 8))], "3": [("dog", (3, 3, 9, 9))]}
     _make_voc(tmp_path / "VOCdevkit2007" / "VOC2007", objects, {"trainval": ["1", "2"], "test": ["3"]})
     _make_voc(tmp_path / "VOCdevkit" / "VOC2012", objects, {"trainval": ["1", "2", "3"]})
     train = build_dataset("pascal_voc", "train", str(tmp_path))
@@ -439,7 +439,8 @@ def test_build_dataset_names(tmp_path, monkeypatch):
     assert build_dataset(f"voc:{user}", "train").class_names == ["a", "b"]
     assert len(build_dataset(f"voc:{user}:x:test", "train")) == 2
     assert build_dataset(f"voc:{user}:x:test", "test").ids == ["2"]
-    images, annotations = _make_coco(tmp_path / "c2", annotations=[])
+    box = {"id": 1, "image_id": 2, "category_id": 3, "bbox": [1, 2, 3, 4], "iscrowd": 0, "area": 12}
+    images, annotations = _make_coco(tmp_path / "c2", annotations=[box])
     assert len(build_dataset(f"coco:{images}:{annotations}", "test")) == 2
     with pytest.raises(FileNotFoundError, match="missing.json"):
         build_dataset(f"coco:{images}:{annotations}:{images}:{tmp_path}/missing.json", "test")
