@@ -3,6 +3,7 @@ dataset names and the errors for bad files."""
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from dets.data import (
+    LABELS_FILE,
     SHAPES_CLASSES,
     VOC_CLASSES,
     COCODetection,
@@ -18,8 +20,11 @@ from dets.data import (
     VOCDetection,
     boxes_to_original,
     build_dataset,
+    class_box_counts,
     collate,
     generate_shapes,
+    open_rgb,
+    read_class_names,
     shapes,
     ttfnet_test,
     ttfnet_train,
@@ -27,6 +32,7 @@ from dets.data import (
     two_stage_train,
 )
 from dets.data import datasets as datasets_module
+from dets.data.image_folder import ImageFolder
 from dets.data.transforms import (
     Expand,
     MinIoURandomCrop,
@@ -359,7 +365,9 @@ def _make_voc(root: Path, images: dict, splits: dict) -> Path:
     return root
 
 
-def _make_coco(root: Path, annotations=None) -> tuple[str, str]:
+def _make_coco(root: Path, annotations=None, edit=None) -> tuple[str, str]:
+    """Images a.jpg (id 5) and b.jpg (id 2), 20x30, categories 7 "seven" and 3 "three"; `edit`
+    may change the JSON's dict in place before it is written."""
     (root / "images").mkdir(parents=True)
     for name in ("a.jpg", "b.jpg"):
         Image.new("RGB", (30, 20)).save(root / "images" / name)
@@ -376,6 +384,8 @@ def _make_coco(root: Path, annotations=None) -> tuple[str, str]:
         "annotations": annotations,
         "categories": [{"id": 7, "name": "seven"}, {"id": 3, "name": "three"}],
     }
+    if edit is not None:
+        edit(data)
     path = root / "instances.json"
     path.write_text(json.dumps(data))
     return str(root / "images"), str(path)
@@ -430,7 +440,7 @@ def test_build_dataset_names(tmp_path, monkeypatch):
         build_dataset("coco:only_images", "train")
 
     # Both devkit layouts; 07+12 concatenates the two trainval lists.
-    objects = {"1": [("dog", (1, 1, 9, 9))], "2": [("cat", (2, 2, 8, 8))], "3": []}
+    objects = {"1": [("dog", (1, 1, 9, 9))], "2": [("cat", (2, 2, 8, 8))], "3": [("dog", (3, 3, 9, 9))]}
     _make_voc(tmp_path / "VOCdevkit2007" / "VOC2007", objects, {"trainval": ["1", "2"], "test": ["3"]})
     _make_voc(tmp_path / "VOCdevkit" / "VOC2012", objects, {"trainval": ["1", "2", "3"]})
     train = build_dataset("pascal_voc", "train", str(tmp_path))
@@ -447,7 +457,8 @@ def test_build_dataset_names(tmp_path, monkeypatch):
     assert build_dataset(f"voc:{user}", "train").class_names == ["a", "b"]
     assert len(build_dataset(f"voc:{user}:x:test", "train")) == 2
     assert build_dataset(f"voc:{user}:x:test", "test").ids == ["2"]
-    images, annotations = _make_coco(tmp_path / "c2", annotations=[])
+    box = {"id": 1, "image_id": 2, "category_id": 3, "bbox": [1, 2, 3, 4], "iscrowd": 0, "area": 12}
+    images, annotations = _make_coco(tmp_path / "c2", annotations=[box])
     assert len(build_dataset(f"coco:{images}:{annotations}", "test")) == 2
     with pytest.raises(FileNotFoundError, match="missing.json"):
         build_dataset(f"coco:{images}:{annotations}:{images}:{tmp_path}/missing.json", "test")
@@ -559,3 +570,238 @@ def test_multiscale_collate_draws_one_size_per_batch_and_scales_the_boxes():
     assert seen == {48, 96}
     with pytest.raises(ValueError, match="positive ints"):
         MultiScaleCollate([0, 32])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile inputs: empty lists, no objects, broken JSON, 16-bit images, misspelt classes
+
+
+def test_an_empty_split_list_is_named(tmp_path):
+    root = _make_voc(tmp_path / "voc", {"a": [("dog", (1, 1, 9, 9))]}, {"empty": [], "blank": []})
+    (root / "ImageSets" / "Main" / "blank.txt").write_text("\n  \n")
+    for split in ("empty", "blank"):
+        with pytest.raises(ValueError, match=rf"ImageSets/Main/{split}\.txt lists no image ids"):
+            VOCDetection(str(root), split)
+        with pytest.raises(ValueError, match=rf"{split}\.txt lists no image ids"):
+            build_dataset(f"voc:{root}:{split}:{split}", "train")
+
+
+def test_a_dataset_without_objects_is_named(tmp_path):
+    # No <object> anywhere: a user dataset finds no classes.
+    empty = _make_voc(tmp_path / "empty", {"a": [], "b": []}, {"trainval": ["a", "b"], "test": ["b"]})
+    with pytest.raises(ValueError, match=r"VOC .*empty \(trainval\) has no classes: no <object> in .*trainval\.txt"):
+        build_dataset(f"voc:{empty}", "train")
+    # Fixed classes (pascal_voc) but no box in the split, or only boxes that are dropped.
+    objects = {"a": [], "b": [("dog", (5, 5, 5, 9))], "c": [("dog", (2, 2, 8, 8))]}
+    _make_voc(tmp_path / "VOCdevkit" / "VOC2007", objects, {"trainval": ["a", "b"], "test": ["c"]})
+    with pytest.warns(UserWarning, match="dropped 1 boxes"):
+        with pytest.raises(ValueError, match=r"Main/trainval\.txt: none of its 2 images has an object box of its 20"):
+            build_dataset("pascal_voc", "train", str(tmp_path))
+    assert class_box_counts(build_dataset("pascal_voc", "test", str(tmp_path)))["dog"] == 1
+    # COCO: a JSON with images but no annotations, and one with no categories.
+    images, annotations = _make_coco(tmp_path / "coco", annotations=[])
+    with pytest.raises(ValueError, match=r"instances\.json: none of its 2 images has an object box of its 2 classes"):
+        build_dataset(f"coco:{images}:{annotations}", "train")
+    crowd = {"id": 1, "image_id": 5, "category_id": 7, "bbox": [1, 2, 3, 4], "iscrowd": 1}
+    images, annotations = _make_coco(tmp_path / "crowd", annotations=[crowd])
+    with pytest.raises(ValueError, match="none of its 2 images has an object box"):
+        build_dataset(f"coco:{images}:{annotations}", "test")
+    images, annotations = _make_coco(tmp_path / "nocat", annotations=[], edit=lambda d: d.update(categories=[]))
+    with pytest.raises(ValueError, match=r"COCO .*nocat/instances\.json has no categories"):
+        COCODetection(images, annotations)
+
+
+def _drop(key: str, index: int, field: str):
+    return lambda data: data[key][index].pop(field)
+
+
+def _set(key: str, index: int, field: str, value):
+    return lambda data: data[key][index].__setitem__(field, value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("images"), r"it has no 'images' list"),
+        (lambda d: d.pop("annotations"), r"it has no 'annotations' list"),
+        (lambda d: d.pop("categories"), r"it has no 'categories' list"),
+        (lambda d: d.update(images={}), r"it has a dict as its 'images' list"),
+        (_drop("images", 1, "height"), r"images\[1\] \(id 2\) has no 'height'"),
+        (_drop("images", 0, "width"), r"images\[0\] \(id 5\) has no 'width'"),
+        (_drop("images", 0, "file_name"), r"images\[0\] \(id 5\) has no 'file_name'"),
+        (_set("images", 0, "height", 0), r"images\[0\] \(id 5\) has 'height' 0; it must be a positive int"),
+        (_set("images", 0, "width", "30"), r"images\[0\] \(id 5\) has 'width' '30'; it must be a positive int"),
+        (_set("images", 1, "id", True), r"images\[1\] \(id True\) has 'id' True; it must be an int"),
+        (_set("images", 1, "id", 5), r"images id 5 appears twice"),
+        (_drop("categories", 1, "name"), r"categories\[1\] \(id 3\) has no 'name'"),
+        (_drop("annotations", 0, "bbox"), r"annotations\[0\] \(id 1\) has no 'bbox'"),
+        (_drop("annotations", 0, "category_id"), r"annotations\[0\] \(id 1\) has no 'category_id'"),
+        (_drop("annotations", 0, "id"), r"annotations\[0\] \(id None\) has no 'id'"),
+        (
+            _set("annotations", 0, "bbox", [1, 2, 3]),
+            r"annotations\[0\] \(id 1\) has 'bbox' \[1, 2, 3\]; it must be 4 finite numbers \[x, y, w, h\]",
+        ),
+        (_set("annotations", 0, "bbox", "1 2 3 4"), r"annotations\[0\] .* 'bbox' '1 2 3 4'; it must be 4 finite"),
+        (_set("annotations", 0, "bbox", [1, 2, "3", 4]), r"annotations\[0\] \(id 1\) has 'bbox' \[1, 2, '3', 4\]"),
+        (
+            _set("annotations", 0, "bbox", [1, 2, float("nan"), 4]),
+            r"annotations\[0\] \(id 1\) has 'bbox' \[1, 2, nan, 4\]",
+        ),
+        (lambda d: d["annotations"].append(7), r"annotations\[1\] is not an object"),
+    ],
+)
+def test_a_malformed_coco_json_is_named(tmp_path, edit, message):
+    box = {"id": 1, "image_id": 5, "category_id": 7, "bbox": [1, 2, 3, 4], "iscrowd": 0}
+    images, annotations = _make_coco(tmp_path / "c", annotations=[box], edit=edit)
+    with pytest.raises(ValueError, match=r"malformed COCO annotation file .*c/instances\.json: " + message):
+        COCODetection(images, annotations)
+
+
+def test_coco_json_top_level_and_missing_area(tmp_path):
+    images, annotations = _make_coco(tmp_path / "c", annotations=[])
+    Path(annotations).write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"instances\.json: expected a JSON object, got list"):
+        COCODetection(images, annotations)
+    # Without 'area', the box's w * h (COCOeval's size ranges read it).
+    box = {"id": 1, "image_id": 5, "category_id": 7, "bbox": [1, 2, 3, 4]}
+    images, annotations = _make_coco(tmp_path / "area", annotations=[box])
+    assert COCODetection(images, annotations).coco.anns[1]["area"] == 12
+
+
+def _write_16_bit_png(path: Path, values) -> None:
+    import numpy as np
+
+    image = Image.fromarray(np.asarray(values, dtype=np.uint16))
+    assert image.mode == "I;16"
+    image.save(path)
+
+
+def test_16_bit_images_are_scaled_by_their_bit_depth(tmp_path, gen):
+    import numpy as np
+
+    # Hand-computed: v / 257 rounded (65535 / 257 = 255, 32896 / 257 = 128, 1000 / 257 = 3.89).
+    _write_16_bit_png(tmp_path / "literal.png", [[0, 257, 65535, 32896, 1000, 128]])
+    image = open_rgb(str(tmp_path / "literal.png"))
+    assert image.mode == "RGB" and np.asarray(image)[0, :, 0].tolist() == [0, 1, 255, 128, 4, 0]
+    assert (np.asarray(image) == np.asarray(image)[..., :1]).all()  # grey: R = G = B
+
+    # A random 16-bit picture through the dataset's loader: no longer mostly white.
+    values = torch.randint(0, 65536, (20, 30), generator=gen).numpy()
+    _write_16_bit_png(tmp_path / "photo.png", values)
+    with Image.open(tmp_path / "photo.png") as raw:
+        assert (np.asarray(raw.convert("RGB")) == 255).mean() > 0.99  # what a plain convert gives
+    loaded = ImageFolder(str(tmp_path), ["x"]).load_image(1)  # sorted: literal, photo
+    assert loaded.shape == (3, 20, 30)
+    expected = torch.from_numpy(np.round(values / 257.0)).float()
+    torch.testing.assert_close(loaded, expected.expand(3, 20, 30), rtol=0, atol=0)
+
+    # 32-bit integer and float pixels have no known range: refused by name.
+    Image.fromarray(values.astype(np.int32)).save(tmp_path / "deep.tif")
+    with pytest.raises(OSError, match=r"cannot read image .*deep\.tif: its pixels are 32-bit integer \(mode I\)"):
+        open_rgb(str(tmp_path / "deep.tif"))
+    Image.fromarray(values.astype(np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(OSError, match=r"float\.tif: its pixels are 32-bit float \(mode F\)"):
+        open_rgb(str(tmp_path / "float.tif"))
+    # 8-bit modes convert as before.
+    Image.new("L", (3, 2), 77).save(tmp_path / "grey.png")
+    Image.new("RGBA", (3, 2), (10, 20, 30, 0)).save(tmp_path / "alpha.png")
+    assert np.asarray(open_rgb(str(tmp_path / "grey.png"))).tolist() == [[[77] * 3] * 3] * 2
+    assert np.asarray(open_rgb(str(tmp_path / "alpha.png"))).tolist() == [[[10, 20, 30]] * 3] * 2
+
+
+def test_a_classes_file_turns_a_misspelt_class_into_an_error(tmp_path):
+    objects = {"a": [("dog", (1, 1, 9, 9)), ("cat", (2, 2, 5, 5))], "b": [("dgo", (1, 1, 9, 9))], "c": []}
+    root = _make_voc(tmp_path / "voc", objects, {"trainval": ["a", "b"], "test": ["a", "c"], "good": ["a"]})
+    # Without a classes file, the misspelling is a class of its own.
+    assert build_dataset(f"voc:{root}", "train").class_names == ["cat", "dgo", "dog"]
+
+    (root / LABELS_FILE).write_text("dog\ncat\n\n")
+    with pytest.raises(
+        ValueError, match=r"Annotations/b\.xml: class 'dgo' is not one of the 2 classes of .*voc/labels\.txt"
+    ):
+        build_dataset(f"voc:{root}", "train")
+    with pytest.raises(ValueError, match=r"b\.xml: class 'dgo' is not one of the 2 classes of .*labels\.txt"):
+        VOCDetection(str(root), "trainval")
+    # The file's order gives the labels, in both splits.
+    test = build_dataset(f"voc:{root}", "test")
+    assert test.class_names == ["dog", "cat"] and test.annotations(0)["labels"].tolist() == [0, 1]
+    # An explicit classes file wins over labels.txt.
+    other = tmp_path / "classes.txt"
+    other.write_text("cat\ndog\ndgo\n")
+    assert build_dataset(f"voc:{root}", "train", classes_file=str(other)).class_names == ["cat", "dog", "dgo"]
+    with pytest.raises(ValueError, match="give class_names or classes_file, not both"):
+        VOCDetection(str(root), "good", class_names=["dog"], classes_file=str(other))
+    with pytest.raises(ValueError, match=r"a classes file applies to voc: and coco: datasets, not 'shapes'"):
+        build_dataset("shapes", "train", str(tmp_path), classes_file=str(other))
+
+    # The file itself.
+    for text, message in [("", r"names no class"), ("a\nb\na\n", r"names 'a' twice")]:
+        other.write_text(text)
+        with pytest.raises(ValueError, match=rf"classes file .*classes\.txt {message}"):
+            read_class_names(str(other))
+    with pytest.raises(FileNotFoundError, match=r"classes file not found: .*nowhere\.txt"):
+        build_dataset(f"voc:{root}", "train", classes_file=str(tmp_path / "nowhere.txt"))
+
+    # COCO: the file names exactly the categories and orders the labels.
+    box = {"id": 1, "image_id": 5, "category_id": 7, "bbox": [1, 2, 3, 4], "iscrowd": 0, "area": 12}
+    images, annotations = _make_coco(tmp_path / "coco", annotations=[box])
+    other.write_text("seven\nthree\n")
+    ds = build_dataset(f"coco:{images}:{annotations}", "train", classes_file=str(other))
+    assert ds.class_names == ["seven", "three"] and ds.category_ids == [7, 3]
+    assert ds.annotations(1)["labels"].tolist() == [0]  # category 7 is label 0 now
+    other.write_text("seven\n")
+    with pytest.raises(
+        ValueError, match=r"instances\.json: category 'three' is not one of the classes of .*classes\.txt"
+    ):
+        COCODetection(images, annotations, classes_file=str(other))
+    other.write_text("seven\nthree\neight\n")
+    with pytest.raises(ValueError, match=r"classes\.txt: class 'eight' is not a category of .*instances\.json"):
+        COCODetection(images, annotations, classes_file=str(other))
+
+
+def test_class_box_counts_reads_no_image(tmp_path):
+    objects = {"a": [("dog", (1, 1, 9, 9)), ("cat", (2, 2, 5, 5)), ("dog", (3, 3, 9, 9))], "b": [("dog", (1, 1, 4, 4))]}
+    root = _make_voc(tmp_path / "voc", objects, {"s": ["a", "b"]})
+    (root / LABELS_FILE).write_text("bird\ndog\ncat\n")
+    ds = VOCDetection(str(root), "s")
+    for image in (root / "JPEGImages").iterdir():
+        image.unlink()
+    assert class_box_counts(ds) == {"bird": 0, "dog": 3, "cat": 1}
+    # COCO: crowd boxes are not trained on, so not counted.
+    anns = [
+        {"id": 1, "image_id": 5, "category_id": 7, "bbox": [1, 2, 3, 4], "iscrowd": 0},
+        {"id": 2, "image_id": 5, "category_id": 7, "bbox": [1, 2, 9, 9], "iscrowd": 1},
+        {"id": 3, "image_id": 2, "category_id": 3, "bbox": [0, 0, 5, 5], "iscrowd": 0},
+        {"id": 4, "image_id": 2, "category_id": 7, "bbox": [4, 4, 5, 5]},
+    ]
+    images, annotations = _make_coco(tmp_path / "coco", annotations=anns)
+    assert class_box_counts(COCODetection(images, annotations)) == {"three": 1, "seven": 2}
+
+
+def test_image_folder_skips_unreadable_images(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (30, 20), (200, 10, 10)).save(folder / "a.jpg")
+    Image.new("RGB", (16, 12), (10, 200, 10)).save(folder / "b.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    whole = (folder / "b.png").read_bytes()
+    (folder / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (folder / "notes.txt").write_text("not listed")
+    with pytest.warns(UserWarning) as caught:
+        ds = ImageFolder(str(folder), ["x"])
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert re.search(r"skipping cannot read image .*broken\.jpg", messages[0])
+    assert re.search(r"skipping cannot read image .*cut\.png", messages[1])
+    assert [Path(ds.image_path(i)).name for i in range(len(ds))] == ["a.jpg", "b.png"]
+    assert [Path(p).name for p in ds.skipped] == ["broken.jpg", "cut.png"]
+    assert ds.annotations(1)["size"] == (12, 16)
+    image, target = ds[1]
+    assert image.shape == (3, 12, 16) and image[:, 0, 0].tolist() == [10, 200, 10]
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"nothing")
+    with pytest.warns(UserWarning, match="x.png"):
+        with pytest.raises(FileNotFoundError, match=r"no readable images .* in .*bad: 1 unreadable files"):
+            ImageFolder(str(bad), ["x"])

@@ -87,3 +87,16 @@ def test_an_option_added_later_takes_the_value_older_checkpoints_were_trained_wi
     assert checkpoint_config(newer, "new.pth")["options"] == {"new_layer": True}
     legacy = {"net": "ttfnet_r18", "class_names": ["a"], "model": {}}
     assert checkpoint_config(legacy, "legacy.pth")["options"] == {"new_layer": False}
+
+
+def test_test_net_refuses_a_checkpoint_with_nan_weights(tmp_path, monkeypatch):
+    root = tmp_path / "shapes"
+    generate_shapes(str(root), num_train=2, num_test=2, image_size=64, seed=2)
+    state = _legacy_state("ttfnet_r18")
+    state["model"]["head.hm.2.weight"] = torch.full_like(state["model"]["head.hm.2.weight"], float("nan"))
+    weights = tmp_path / "diverged.pth"
+    torch.save(state, weights)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["test_net.py", "--dataset", f"voc:{root}", "--weights", str(weights)])
+    with pytest.raises(SystemExit, match="diverged.pth holds non-finite weights .*head.hm.2.weight"):
+        runpy.run_path(str(ROOT / "test_net.py"), run_name="__main__")

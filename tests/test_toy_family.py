@@ -136,3 +136,35 @@ def test_backbone_helper_is_shared(toy_in_the_table):
     # A new family reuses the shared backbones through the one contract.
     trunk = build_backbone("resnet18", out_indices=(3,))
     assert trunk.out_strides == [32]
+
+
+def test_diverged_weights_are_never_checkpointed(toy_in_the_table, tmp_path, monkeypatch):
+    root = tmp_path / "shapes"
+    generate_shapes(str(root), num_train=2, num_test=1, image_size=64, seed=1)
+    monkeypatch.chdir(tmp_path)
+    # A finite rate whose float32 product with the gradient overflows: the step writes inf.
+    argv = ["--dataset", f"voc:{root}", "--net", "toy_net", "--bs", "2", "--nw", "0", "--warmup_iters", "0"]
+    with pytest.raises(SystemExit, match="the model after epoch 1 holds non-finite weights .* no checkpoint written"):
+        program("trainval_net.py", *argv, "--lr", "1e300", "--save_dir", str(tmp_path / "m"), monkeypatch=monkeypatch)
+    assert not list((tmp_path / "m").rglob("*.pth"))
+
+
+def test_an_unusable_save_dir_fails_before_training(toy_in_the_table, tmp_path, monkeypatch):
+    root = tmp_path / "shapes"
+    generate_shapes(str(root), num_train=2, num_test=1, image_size=64, seed=1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
+    argv = [
+        "--dataset",
+        f"voc:{root}",
+        "--net",
+        "toy_net",
+        "--bs",
+        "2",
+        "--nw",
+        "0",
+        "--save_dir",
+        str(tmp_path / "afile"),
+    ]
+    with pytest.raises(SystemExit, match="--save_dir .*afile cannot hold checkpoints"):
+        program("trainval_net.py", *argv, monkeypatch=monkeypatch)

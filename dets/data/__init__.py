@@ -28,8 +28,13 @@ become (x, y, x + w, y + h). Boxes are clipped to the image; those left with no 
 boxes written with xmax <= xmin or ymax <= ymin, are dropped with a warning giving the count.
 
 Errors: a missing or malformed file raises an error naming it, when the dataset is built
-(missing images, XML/JSON problems, split ids without XML) or when the item is loaded
-(unreadable image, image size different from the annotation's).
+(missing images, XML/JSON problems, split ids without XML, an empty split list, no classes, an
+object of a class missing from the classes file, and in ``build_dataset`` no object box at all)
+or when the item is loaded (unreadable image, image size different from the annotation's).
+
+Images are read by ``open_rgb`` (8-bit RGB; 16-bit images scaled by their bit depth, 32-bit
+integer and float ones refused). ``class_box_counts(ds)`` gives the boxes per class from the
+annotations, without opening an image.
 
 ``collate`` pads a batch at the bottom/right with zeros to a multiple of 32 and returns
 (images [B, 3, H, W], list of targets). Transforms and presets (``ttfnet_train``,
@@ -39,7 +44,7 @@ Errors: a missing or malformed file raises an error naming it, when the dataset 
 from .coco import COCODetection
 from .collate import MultiScaleCollate, collate
 from .datasets import BUILTIN_DATASETS, build_dataset
-from .detection_dataset import ConcatDetection, DetectionDataset
+from .detection_dataset import ConcatDetection, DetectionDataset, check_has_objects, class_box_counts, open_rgb
 from .shapes import SHAPES_CLASSES, generate_shapes
 from .transforms import (
     Sample,
@@ -49,7 +54,7 @@ from .transforms import (
     two_stage_test,
     two_stage_train,
 )
-from .voc import VOC_CLASSES, VOCDetection
+from .voc import LABELS_FILE, VOC_CLASSES, VOCDetection, read_class_names
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -57,14 +62,19 @@ __all__ = [
     "ConcatDetection",
     "MultiScaleCollate",
     "DetectionDataset",
+    "LABELS_FILE",
     "SHAPES_CLASSES",
     "Sample",
     "VOCDetection",
     "VOC_CLASSES",
     "boxes_to_original",
     "build_dataset",
+    "check_has_objects",
+    "class_box_counts",
     "collate",
     "generate_shapes",
+    "open_rgb",
+    "read_class_names",
     "ttfnet_test",
     "ttfnet_train",
     "two_stage_test",

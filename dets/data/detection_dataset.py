@@ -3,6 +3,9 @@
 A subclass says where the images are and what the annotations are; this base class loads the
 image, applies the transforms and builds the training target. See ``dets.data`` for the
 interface as training and evaluation see it.
+
+Images are read by ``open_rgb``: 8-bit RGB, with 16-bit images scaled down by their bit depth
+(a plain ``convert("RGB")`` clips a 16-bit image's 0..65535 to 255, leaving it nearly all white).
 """
 
 import numpy as np
@@ -10,6 +13,37 @@ import torch
 from PIL import Image
 
 from .transforms import Sample
+
+# Pillow's 16-bit single-channel modes (TIFF and PNG greyscale), all unsigned 0..65535.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_SIXTEEN_TO_EIGHT_BIT = 65535 / 255  # = 257: maps 0..65535 onto 0..255
+# 32-bit integer and float pixels: nothing in the file says what range they span.
+_UNSCALED_MODES = {"I": "32-bit integer", "F": "32-bit float"}
+
+
+def open_rgb(path: str) -> Image.Image:
+    """The image at `path` as an 8-bit RGB Pillow image, every pixel decoded.
+
+    16-bit images are scaled to 0..255 by their bit depth; 32-bit integer and float images
+    are refused (their range is not known).
+
+    Raises:
+        OSError: naming the file, when it is missing, not an image, truncated or of a
+            refused pixel mode.
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode in _UNSCALED_MODES:
+                raise ValueError(
+                    f"its pixels are {_UNSCALED_MODES[image.mode]} (mode {image.mode}) with no known range; "
+                    "save it as an 8- or 16-bit image"
+                )
+            if image.mode in _SIXTEEN_BIT_MODES:
+                grey = np.asarray(image, dtype=np.float64) / _SIXTEEN_TO_EIGHT_BIT
+                return Image.fromarray(grey.round().astype(np.uint8)).convert("RGB")
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise OSError(f"cannot read image {path}: {error}") from error
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -22,6 +56,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     """
 
     class_names: list[str]
+    source: str  # the file or folder errors about the whole dataset name
 
     def __init__(self, transforms=None):
         self.transforms = transforms
@@ -50,12 +85,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def load_image(self, index: int) -> torch.Tensor:
         """The image as float32 [3, H, W], RGB, values in 0..255."""
-        path = self.image_path(index)
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB"))
-        except (OSError, ValueError) as error:
-            raise OSError(f"cannot read image {path}: {error}") from error
+        array = np.asarray(open_rgb(self.image_path(index)))
         return torch.from_numpy(array.copy()).permute(2, 0, 1).float()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
@@ -100,6 +130,7 @@ class ConcatDetection(DetectionDataset):
             raise ValueError(f"cannot concatenate datasets with different classes: {names}")
         self.parts = parts
         self.class_names = names[0]
+        self.source = " + ".join(part.source for part in parts)
         self._starts = np.cumsum([0] + [len(part) for part in parts])
 
     def __len__(self) -> int:
@@ -121,3 +152,30 @@ class ConcatDetection(DetectionDataset):
     def annotations(self, index: int) -> dict:
         part, local = self._locate(index)
         return part.annotations(local)
+
+
+def class_box_counts(dataset: DetectionDataset) -> dict[str, int]:
+    """Boxes per class name, in label order, as training sees them (COCO crowd boxes left out).
+
+    Read from ``annotations``, so no image is opened.
+    """
+    counts = torch.zeros(dataset.num_classes, dtype=torch.int64)
+    for index in range(len(dataset)):
+        ann = dataset.annotations(index)
+        labels = ann["labels"][~ann["iscrowd"]] if "iscrowd" in ann else ann["labels"]
+        counts += torch.bincount(labels, minlength=dataset.num_classes)
+    return dict(zip(dataset.class_names, counts.tolist(), strict=True))
+
+
+def check_has_objects(dataset: DetectionDataset) -> dict[str, int]:
+    """``class_box_counts(dataset)``, raising ValueError naming ``dataset.source`` when it is all zero.
+
+    A dataset without a single box trains nothing and evaluates to mAP 0.
+    """
+    counts = class_box_counts(dataset)
+    if not any(counts.values()):
+        raise ValueError(
+            f"{dataset.source}: none of its {len(dataset)} images has an object box of its "
+            f"{dataset.num_classes} classes; check its annotation files"
+        )
+    return counts

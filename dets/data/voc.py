@@ -8,6 +8,10 @@ without a "+1" on these boxes equals the devkit's IoU with "+1" on the XML numbe
 A box with ``xmax <= xmin`` or ``ymax <= ymin`` in the XML is dropped (with one warning giving
 the count): annotation tools write a stray click as such a box, and it marks no object.
 Boxes are clipped to the image size given in the XML; one left with no area is dropped too.
+
+Classes. A ``labels.txt`` in the dataset root (one class name per line; label i is line i) fixes
+the class list, so an object whose name is not in it (a misspelling in one XML) is an error naming
+both files instead of a new class. Without it, the classes are the sorted names found.
 """
 
 import os
@@ -44,14 +48,54 @@ VOC_CLASSES = (
 )
 
 
+LABELS_FILE = "labels.txt"
+
+
+def split_path(root: str, split: str) -> str:
+    return os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+
+
 def read_split(root: str, split: str) -> list[str]:
-    """Image ids listed in ``ROOT/ImageSets/Main/<split>.txt`` (one per line; blank lines skipped)."""
-    path = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+    """Image ids listed in ``ROOT/ImageSets/Main/<split>.txt`` (one per line; blank lines skipped).
+
+    Raises:
+        FileNotFoundError: no such list. ValueError: the list names no image.
+    """
+    path = split_path(root, split)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VOC split file not found: {path}")
     with open(path) as f:
         # Some lists carry a second column (the per-class files: "<id> 1"); the id comes first.
-        return [line.split()[0] for line in f if line.strip()]
+        ids = [line.split()[0] for line in f if line.strip()]
+    if not ids:
+        raise ValueError(f"VOC split file {path} lists no image ids")
+    return ids
+
+
+def read_class_names(path: str) -> list[str]:
+    """The class names in a classes file: one per line, label i is the i-th name; blank lines skipped.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: no names, or a name given twice.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"classes file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if not names:
+        raise ValueError(f"classes file {path} names no class")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"classes file {path} names {name!r} twice")
+        seen.add(name)
+    return names
+
+
+def default_classes_file(root: str) -> str | None:
+    """``ROOT/labels.txt`` if there is one."""
+    path = os.path.join(root, LABELS_FILE)
+    return path if os.path.isfile(path) else None
 
 
 def _text(node: ET.Element, tag: str, path: str) -> str:
@@ -130,22 +174,39 @@ class VOCDetection(DetectionDataset):
         root: the folder holding Annotations/, JPEGImages/ and ImageSets/ (e.g. VOCdevkit/VOC2007).
         split: name of the list in ImageSets/Main (trainval, test, ...).
         class_names: label i is class_names[i]; an object with another name is an error.
-            None: the sorted names found in this split's annotations.
+            None: those of `classes_file`, else of ``ROOT/labels.txt`` if present, else the sorted
+            names found in this split's annotations.
         transforms: see ``DetectionDataset``.
+        classes_file: a file of class names (``read_class_names``), instead of `class_names`.
 
     ``image_id(i)`` is ``i``; the VOC id string is ``ids[i]``.
+
+    Raises:
+        ValueError: no classes, an object of an unknown class (naming its XML and the classes
+            file), an empty split list, or a malformed XML (naming it).
+        FileNotFoundError: a missing split list, XML or image (naming it).
     """
 
-    def __init__(self, root: str, split: str = "trainval", class_names=None, transforms=None):
+    def __init__(self, root: str, split: str = "trainval", class_names=None, transforms=None, classes_file=None):
         super().__init__(transforms)
+        if class_names is not None and classes_file is not None:
+            raise ValueError("give class_names or classes_file, not both")
         self.root = root
         self.split = split
+        self.source = split_path(root, split)
         self.ids = read_split(root, split)
         parsed = [parse_voc_xml(_xml_path(root, image_id)) for image_id in self.ids]
         if class_names is None:
+            classes_file = classes_file or default_classes_file(root)
+        if classes_file is not None:
+            class_names = read_class_names(classes_file)
+        elif class_names is None:
             class_names = sorted({name for p in parsed for name in p["names"]})
         self.class_names = list(class_names)
+        if not self.class_names:
+            raise ValueError(f"VOC {root} ({split}) has no classes: no <object> in the annotations of {self.source}")
         label_of = {name: i for i, name in enumerate(self.class_names)}
+        known = f"the {len(self.class_names)} classes of {classes_file}" if classes_file else str(self.class_names)
 
         self._paths, self._sizes, self._boxes, self._labels, self._difficult = [], [], [], [], []
         dropped = []
@@ -155,7 +216,7 @@ class VOCDetection(DetectionDataset):
             size = p["size"] or _read_size(path)
             unknown = sorted(set(p["names"]) - label_of.keys())
             if unknown:
-                raise ValueError(f"{xml}: class {unknown[0]!r} is not one of {self.class_names}")
+                raise ValueError(f"{xml}: class {unknown[0]!r} is not one of {known}")
             raw = p["boxes"]
             height, width = size
             boxes = (raw - np.array([1.0, 1.0, 0.0, 0.0])).clip(0, [width, height, width, height])

@@ -195,6 +195,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="detector: " + "; ".join(f"{family}: {' '.join(nets)}" for family, nets in _families().items()),
     )
     parser.add_argument("--data_dir", default="data", help="where named datasets live")
+    parser.add_argument(
+        "--classes",
+        default=None,
+        metavar="FILE",
+        help="voc:/coco: datasets: a file of class names, one per line (default: labels.txt in a VOC root); "
+        "an annotation naming another class is then an error",
+    )
     parser.add_argument("--cuda", action="store_true", help="run on the GPU")
     parser.add_argument("--nw", type=int, default=2, help="data-loader worker processes")
     parser.add_argument("--bs", type=_positive_int, default=8, help="images per batch (per process)")

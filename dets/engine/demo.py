@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
 
+from dets.data import open_rgb
 from dets.data.image_folder import ImageFolder
 from dets.models import net_spec
 from dets.visualize import draw_detections, save_image
@@ -45,10 +45,13 @@ def main(args) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, det in enumerate(detections):
-        with Image.open(images.image_path(i)) as image:
-            original = image.convert("RGB")
         picture = draw_detections(
-            original, det["boxes"], det["labels"], det["scores"], class_names, score_threshold=args.score_thr
+            open_rgb(images.image_path(i)),
+            det["boxes"],
+            det["labels"],
+            det["scores"],
+            class_names,
+            score_threshold=args.score_thr,
         )
         written.append(save_image(picture, out_dir / f"{Path(images.image_path(i)).stem}.jpg"))
         print(f"{images.image_path(i)}: {len(det['scores'])} detections → {written[-1]}")

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from dets.data import build_dataset
+from dets.data import build_dataset, open_rgb
 from dets.evaluation import (
     coco_evaluate,
     detections_to_coco_json,
@@ -22,7 +21,7 @@ from dets.plots import plot_pr_curves
 from dets.visualize import draw_detections, save_image
 
 from .args import test_parser
-from .checkpoint import checkpoint_path, dataset_dirname, load_checkpoint
+from .checkpoint import MODEL_FIELDS, CheckpointError, checkpoint_path, dataset_dirname, load_checkpoint
 from .inference import run_inference
 from .model_config import model_for_testing
 from .progress import Progress
@@ -38,11 +37,10 @@ def load_model(args, device: torch.device):
         path = checkpoint_path(
             args.load_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
         )
-    state = load_checkpoint(path)
-    if "class_names" not in state:
-        raise RuntimeError(
-            f"{path} has no 'class_names' entry: it is not a checkpoint written by dets' trainval_net.py"
-        )
+    try:
+        state = load_checkpoint(path, required=MODEL_FIELDS)
+    except (CheckpointError, FileNotFoundError) as exc:
+        sys.exit(f"dets: {exc}")
     model = model_for_testing(args, state, path)
     model.load_state_dict(state["model"])
     model = prepare_for_inference(model, device, compile=args.compile)
@@ -89,7 +87,9 @@ def main(args) -> dict:
     device = torch.device("cuda" if args.cuda else "cpu")
     model, class_names, train_args, path = load_model(args, device)
     transforms = net_spec(args.net).recipe.test_transforms(test_input_size(args, train_args))
-    dataset = build_dataset(args.dataset, args.split or "test", data_dir=args.data_dir, transforms=transforms)
+    dataset = build_dataset(
+        args.dataset, args.split or "test", data_dir=args.data_dir, transforms=transforms, classes_file=args.classes
+    )
     if list(dataset.class_names) != list(class_names):
         sys.exit(f"{path} was trained on {class_names}, but {args.dataset} has {list(dataset.class_names)}")
     print(f"dets: evaluating {path} on {args.dataset} ({len(dataset)} images) on {device}")
@@ -107,10 +107,13 @@ def main(args) -> dict:
         vis_dir = out_dir / f"vis_{tag}"
         vis_dir.mkdir(exist_ok=True)
         for i, det in enumerate(detections):
-            with Image.open(dataset.image_path(i)) as image:
-                original = image.convert("RGB")
             picture = draw_detections(
-                original, det["boxes"], det["labels"], det["scores"], class_names, score_threshold=VIS_SCORE
+                open_rgb(dataset.image_path(i)),
+                det["boxes"],
+                det["labels"],
+                det["scores"],
+                class_names,
+                score_threshold=VIS_SCORE,
             )
             save_image(picture, vis_dir / f"{Path(dataset.image_path(i)).stem}.jpg")
         print(f"dets: pictures of the detections in {vis_dir}")

@@ -12,12 +12,23 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from dets.data import MultiScaleCollate, build_dataset, collate
+from dets.data import MultiScaleCollate, build_dataset, class_box_counts, collate
 from dets.models import build_detector, net_spec
 from dets.plots import plot_training_curves
 
 from .args import train_parser, write_config
-from .checkpoint import best_checkpoint_path, checkpoint_path, load_checkpoint, save_checkpoint, swa_checkpoint_path
+from .checkpoint import (
+    RESUME_FIELDS,
+    CheckpointError,
+    best_checkpoint_path,
+    check_finite_state,
+    check_save_dir,
+    checkpoint_path,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    swa_checkpoint_path,
+)
 from .distributed import barrier, cleanup, init_distributed, is_main_process
 from .model_config import checkpoint_config, training_options
 from .progress import MetricsLog, Progress
@@ -77,7 +88,9 @@ class PeriodicEvaluation:
 
     def __init__(self, args, transforms, class_names: list[str], run_dir, device):
         self.args, self.run_dir, self.device = args, run_dir, device
-        self.dataset = build_dataset(args.dataset, "test", data_dir=args.data_dir, transforms=transforms)
+        self.dataset = build_dataset(
+            args.dataset, "test", data_dir=args.data_dir, transforms=transforms, classes_file=args.classes
+        )
         if list(self.dataset.class_names) != list(class_names):
             sys.exit(f"the test split of {args.dataset} has classes {self.dataset.class_names}, training {class_names}")
         self.best_path = best_checkpoint_path(args.save_dir, args.net, args.dataset, args.session)
@@ -143,21 +156,31 @@ def main(args) -> dict:
         decay = sorted({e for e in (round(args.epochs * 3 / 4), round(args.epochs * 11 / 12)) if 1 <= e < args.epochs})
 
     if is_main_process():
-        build_dataset(args.dataset, "train", data_dir=args.data_dir)  # generates `shapes` once
+        # Before anything is trained: an unusable folder fails now, not after the first epoch.
+        try:
+            run_dir = check_save_dir(checkpoint_path(args.save_dir, args.net, args.dataset, args.session, 1, 1).parent)
+        except OSError as exc:
+            sys.exit(f"dets: --save_dir {args.save_dir} cannot hold checkpoints: {exc}")
+        for stale in remove_stale_temporaries(run_dir):
+            print(f"dets: removed {stale}, left by a run that was killed while writing it")
+        build_dataset(args.dataset, "train", data_dir=args.data_dir, classes_file=args.classes)  # makes `shapes` once
     barrier()
     dataset = build_dataset(
         args.dataset,
         "train",
         data_dir=args.data_dir,
         transforms=recipe.train_transforms(input_size, args.aug == "ssd"),
+        classes_file=args.classes,
     )
     class_names = list(dataset.class_names)
+    if is_main_process():
+        print("dets: boxes per class: " + ", ".join(f"{n} {c}" for n, c in class_box_counts(dataset).items()))
     resume_path = state = None
     if args.resume:
         resume_path = checkpoint_path(
             args.load_dir or args.save_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
         )
-        state = load_checkpoint(resume_path)
+        state = load_checkpoint(resume_path, required=RESUME_FIELDS)
     options = training_options(args, None if state is None else checkpoint_config(state, resume_path))
     model = build_detector(
         args.net,
@@ -306,6 +329,10 @@ def main(args) -> dict:
                 "net": args.net,
                 "rng": {"torch": torch.get_rng_state()},
             }
+            try:
+                check_finite_state(state["model"], f"the model after epoch {epoch}")
+            except CheckpointError as exc:
+                sys.exit(f"dets: {exc}; no checkpoint written for it (lower --lr or raise --warmup_iters)")
             save_checkpoint(path, state)
             print(f"dets: saved {path}", flush=True)
             if evaluator is not None and (epoch % args.eval_interval == 0 or epoch == final_epoch):
@@ -327,4 +354,7 @@ def main(args) -> dict:
 
 
 def cli(argv=None) -> None:
-    main(train_parser().parse_args(argv))
+    try:
+        main(train_parser().parse_args(argv))
+    except KeyboardInterrupt as exc:
+        sys.exit(f"dets: {exc or 'interrupted'}")

@@ -1,5 +1,7 @@
 """RPN pieces on toy scenes: the sampler, the anchor-target layer, the proposal layer, the loss."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -151,3 +153,19 @@ def test_rpn_loss_empty_ground_truth_and_no_sampled_anchor():
 def test_bad_ground_truth_is_named():
     with pytest.raises(ValueError, match="image 0"):
         GroundTruth.from_targets([{"boxes": torch.zeros(2, 5)}], (10, 10))
+
+
+def test_no_anchor_matching_any_box_warns_once():
+    torch.manual_seed(0)
+    rpn = RegionProposalNetwork(4, AnchorGenerator.c4(16)).train()
+    sizes = torch.tensor([[64, 64]])
+    features = [torch.randn(1, 4, 4, 4)]
+    # C4's smallest anchor is 128 px: none fits a 64 x 64 image, so the box cannot be matched.
+    gt = GroundTruth.from_targets(
+        [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([0])}], (64, 64)
+    )
+    with pytest.warns(UserWarning, match="no anchor matches any ground-truth box"):
+        rpn.loss(rpn(features, sizes), gt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rpn.loss(rpn(features, sizes), gt)  # once per model, not every step

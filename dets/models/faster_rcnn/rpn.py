@@ -8,6 +8,8 @@ outputs. Box loss: smooth L1 with sigma 3 over the positive anchors, each image'
 by its number of sampled anchors, then averaged over images (the seeds' normalisation).
 """
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,6 +79,7 @@ class RegionProposalNetwork(nn.Module):
         self.nms_threshold = nms_threshold
         self.sigma = sigma
         self.target_kwargs = target_kwargs
+        self._warned_unmatched = False
 
     def forward(self, features: list[torch.Tensor], image_sizes: torch.Tensor) -> dict:
         """features: per level [B, C, H_l, W_l]; image_sizes int [B, 2] (h, w).
@@ -115,6 +118,19 @@ class RegionProposalNetwork(nn.Module):
             generator=generator,
             **self.target_kwargs,
         )
+        if (
+            not self._warned_unmatched
+            and bool(ground_truth.num_boxes.sum() > 0)
+            and not bool((labels == POSITIVE).any())
+        ):
+            # Typically images too small for the anchors (e.g. res50 at --input_size 64): the RPN
+            # then learns from negatives only and its box loss is exactly 0.
+            warnings.warn(
+                "no anchor matches any ground-truth box in this batch (images too small for the anchors?); "
+                "the RPN learns nothing about objects from it",
+                stacklevel=2,
+            )
+            self._warned_unmatched = True
         sampled = labels != IGNORE
         # Mean over the sampled anchors; written as a weighted sum so that an image batch with no
         # sampled anchor (all outside the images) gives 0, not NaN.
