@@ -56,20 +56,27 @@ def _point(
 
 
 @triton.jit
+def _channel_positions(ptr, b0, n_pos, channels, height, width, out_w, plane, c_per_og, offset_groups, BLOCK):
+    """This program's channel c and chunk positions idx: their validity, plane index, output
+    row and column, image * offset_groups + group, and the channel's plane in `ptr` (NCHW)."""
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    c = tl.program_id(1)
+    b = b0 + idx // plane
+    p = idx % plane
+    image_og = b * offset_groups + c // c_per_og
+    image = ptr + (b * channels + c).to(tl.int64) * height * width
+    return idx, c, idx < n_pos, p, p // out_w, p % out_w, image_og, image
+
+
+@triton.jit
 def _im2col_kernel(
     in_ptr, off_ptr, mask_ptr, col_ptr, b0, n_pos, channels, height, width, out_w, plane, c_per_og,
     offset_groups, kw, taps, sh, sw, ph, pw, dh, dw,
     USE_MASK: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    c = tl.program_id(1)
-    ok = idx < n_pos
-    b = b0 + idx // plane
-    p = idx % plane
-    oy = p // out_w
-    ox = p % out_w
-    image_og = b * offset_groups + c // c_per_og
-    image = in_ptr + (b * channels + c).to(tl.int64) * height * width
+    idx, c, ok, p, oy, ox, image_og, image = _channel_positions(
+        in_ptr, b0, n_pos, channels, height, width, out_w, plane, c_per_og, offset_groups, BLOCK
+    )
     for k in range(0, taps):
         y, x = _point(off_ptr, image_og, k, p, oy, ox, plane, taps, kw, sh, sw, ph, pw, dh, dw, ok, ACC)
         y0, x0, ly, lx, y_lo, y_hi, x_lo, x_hi, inside = _sample(y, x, height, width)
@@ -91,15 +98,9 @@ def _col2im_kernel(
     offset_groups, kw, taps, sh, sw, ph, pw, dh, dw,
     USE_MASK: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    c = tl.program_id(1)
-    ok = idx < n_pos
-    b = b0 + idx // plane
-    p = idx % plane
-    oy = p // out_w
-    ox = p % out_w
-    image_og = b * offset_groups + c // c_per_og
-    image = grad_ptr + (b * channels + c).to(tl.int64) * height * width
+    idx, c, ok, p, oy, ox, image_og, image = _channel_positions(
+        grad_ptr, b0, n_pos, channels, height, width, out_w, plane, c_per_og, offset_groups, BLOCK
+    )
     for k in range(0, taps):
         y, x = _point(off_ptr, image_og, k, p, oy, ox, plane, taps, kw, sh, sw, ph, pw, dh, dw, ok, ACC)
         y0, x0, ly, lx, y_lo, y_hi, x_lo, x_hi, inside = _sample(y, x, height, width)

@@ -264,8 +264,12 @@ def deform_conv2d(
         mask = mask.float() if mask is not None else None
     backend = _backend.choose("deform_conv2d", input.device)
     check_floating("input", input, allowed=_DTYPES[backend])
+    # The reference's and the Triton launchers' own torch calls (matrix products) must not be
+    # autocast to a lower precision.
+    no_autocast = torch.autocast(input.device.type, enabled=False)
     if backend == "torch":
-        out = _reference.deform_conv2d(input, weight, offset, mask, bias, stride, padding, dilation)
+        with no_autocast:
+            out = _reference.deform_conv2d(input, weight, offset, mask, bias, stride, padding, dilation)
         return out.to(out_dtype)
     use_mask = mask is not None
     if mask is None:
@@ -273,7 +277,8 @@ def deform_conv2d(
     if bias is None:
         bias = input.new_zeros((weight.shape[0],))
     op = _deform_conv2d_triton if backend == "triton" else torch.ops.dets.deform_conv2d
-    out = op(input, weight, offset, mask, bias, *stride, *padding, *dilation, groups, offset_groups, use_mask)
+    with no_autocast:
+        out = op(input, weight, offset, mask, bias, *stride, *padding, *dilation, groups, offset_groups, use_mask)
     return out.to(out_dtype)
 
 

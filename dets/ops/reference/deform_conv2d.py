@@ -10,6 +10,9 @@ into the map).
 
 import torch
 
+# A coordinate whose four neighbours are all off any map.
+_OFF_MAP = -10.0
+
 
 def _columns(input, offset, mask, kernel_size, stride, padding, dilation):
     """[B, C, kh * kw, H_out * W_out]: mask * bilinear sample of every channel, tap, position."""
@@ -28,9 +31,13 @@ def _columns(input, offset, mask, kernel_size, stride, padding, dilation):
     )[:, None, None]
     grid_y = grid_y[:, None].expand(kh, kw, ho, wo).reshape(taps, ho, wo).to(dtype)
     grid_x = grid_x[None].expand(kh, kw, ho, wo).reshape(taps, ho, wo).to(dtype)
-    pairs = offset.view(b, offset_groups, taps, 2, ho, wo)
+    pairs = offset.reshape(b, offset_groups, taps, 2, ho, wo)
     y = grid_y + pairs[:, :, :, 0]
     x = grid_x + pairs[:, :, :, 1]
+    # A non-finite coordinate reads nothing and gets no gradient: move it off the map.
+    finite = torch.isfinite(y) & torch.isfinite(x)
+    y = torch.where(finite, y, _OFF_MAP)
+    x = torch.where(finite, x, _OFF_MAP)
     y0, x0 = torch.floor(y), torch.floor(x)
     ly, lx = y - y0, x - x0
     feats = input.reshape(b, offset_groups, c // offset_groups, h * w)
@@ -49,7 +56,7 @@ def _columns(input, offset, mask, kernel_size, stride, padding, dilation):
         values = torch.gather(feats, 3, index)
         cols = cols + torch.where(valid, weight, 0).view(b, offset_groups, 1, samples) * values
     if mask is not None:
-        cols = cols * mask.view(b, offset_groups, 1, samples)
+        cols = cols * mask.reshape(b, offset_groups, 1, samples)
     return cols.reshape(b, c, taps, ho * wo)
 
 
