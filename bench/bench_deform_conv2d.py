@@ -42,7 +42,7 @@ def _timed(fn, tensors, grad_out, device):
             t.grad = None
         fn(*leaves).backward(grad_out)
 
-    return measure(forward, device, repeats=5), measure(forward_backward, device, repeats=5)
+    return measure(forward, device, repeats=3, warmup=1), measure(forward_backward, device, repeats=3, warmup=1)
 
 
 def run(device: torch.device, quick: bool = False) -> None:
