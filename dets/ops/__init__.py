@@ -8,6 +8,7 @@ from ._backend import backend
 from .batched_nms import batched_nms
 from .centernet_decode import centernet_decode
 from .centernet_targets import centernet_targets
+from .deform_conv2d import DeformConv2d, ModulatedDeformConv2dPack, deform_conv2d
 from .nms import nms
 from .roi_align import RoIAlign, roi_align
 from .roi_crop import RoICrop, roi_crop
@@ -21,6 +22,9 @@ __all__ = [
     "batched_nms",
     "centernet_decode",
     "centernet_targets",
+    "deform_conv2d",
+    "DeformConv2d",
+    "ModulatedDeformConv2dPack",
     "nms",
     "roi_align",
     "roi_crop",
