@@ -14,13 +14,15 @@ def build_ttfnet(
     pretrained: str | None = None,
     frozen_stages: int = -1,
     frozen_bn: bool = False,
+    dcn: bool = False,
 ) -> TTFNet:
     """TTFNet over the shared backbone `backbone` (its four maps at strides 4..32).
 
     wh_convs: convs of the box branch (the paper: one for ResNet-18, two for deeper backbones).
+    dcn: modulated deformable convs in the up-sampling stages, as the paper.
     """
     trunk = build_backbone(backbone, frozen_stages=frozen_stages, frozen_bn=frozen_bn, pretrained=pretrained)
-    return TTFNet(trunk, TTFHead(trunk.out_channels, num_classes, wh_convs=wh_convs), num_classes)
+    return TTFNet(trunk, TTFHead(trunk.out_channels, num_classes, wh_convs=wh_convs, dcn=dcn), num_classes)
 
 
 __all__ = ["TTFNET", "TTFHead", "TTFNet", "build_ttfnet"]

@@ -2,8 +2,8 @@
 Detection", AAAI 2020): three ×2 bilinear up-sampling stages from stride 32 to stride 4
 with conv shortcuts from the backbone, then a heatmap branch and a box-distance branch.
 
-Known difference from the paper's code: the up-sampling convs are plain 3×3 convs where
-the original uses modulated deformable convs (DCNv2).
+The up-sampling convs are modulated deformable convs (DCNv2) in the paper; here that is the
+``dcn`` option (``--dcn``), and plain 3×3 convs by default (see the README for why).
 """
 
 import math
@@ -12,13 +12,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dets.ops import ModulatedDeformConv2dPack
+
 
 class UpStage(nn.Sequential):
-    """3×3 conv + BN + ReLU, then ×2 bilinear up-sampling (corners aligned, as the original)."""
+    """3×3 conv + BN + ReLU, then ×2 bilinear up-sampling (corners aligned, as the original).
 
-    def __init__(self, in_channels: int, out_channels: int):
+    dcn: the 3×3 conv is a modulated deformable conv (DCNv2, mmcv's ModulatedDeformConvPack
+    layout: ``dets.ops.ModulatedDeformConv2dPack``), as in the paper.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, dcn: bool = False):
+        conv = ModulatedDeformConv2dPack if dcn else nn.Conv2d
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            conv(in_channels, out_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
             nn.UpsamplingBilinear2d(scale_factor=2),
@@ -56,6 +63,7 @@ class TTFHead(nn.Module):
     wh_conv, wh_convs: width and depth of the box branch (1 for R18, 2 otherwise in the paper).
     wh_offset_base: the box branch predicts relu(x) * wh_offset_base input pixels.
     prior_prob: initial heatmap probability (bias -log((1 - p) / p)).
+    dcn: modulated deformable 3×3 convs in the up-sampling stages (the paper), else plain ones.
     """
 
     def __init__(
@@ -70,12 +78,13 @@ class TTFHead(nn.Module):
         wh_convs: int = 2,
         wh_offset_base: float = 16.0,
         prior_prob: float = 0.01,
+        dcn: bool = False,
     ):
         super().__init__()
         if len(in_channels) != 4 or len(planes) != 3 or len(shortcut_convs) != 3:
             raise ValueError("TTFHead needs 4 backbone levels, 3 planes and 3 shortcut depths")
         channels = [in_channels[-1], *planes]
-        self.up_stages = nn.ModuleList(UpStage(channels[i], channels[i + 1]) for i in range(3))
+        self.up_stages = nn.ModuleList(UpStage(channels[i], channels[i + 1], dcn) for i in range(3))
         self.shortcuts = nn.ModuleList(Shortcut(in_channels[-i - 2], planes[i], shortcut_convs[i]) for i in range(3))
         self.hm = _branch(planes[-1], head_conv, hm_convs, num_classes)
         self.wh = _branch(planes[-1], wh_conv, wh_convs, 4)
@@ -83,8 +92,11 @@ class TTFHead(nn.Module):
         self._init_weights(prior_prob)
 
     def _init_weights(self, prior_prob: float):
+        # A DCN keeps its own initialisation: mmcv's uniform weight and a zero offset branch,
+        # so that it starts as a plain conv (the seed's init_weights skips it likewise).
+        offset_convs = {id(m.conv_offset) for m in self.up_stages.modules() if isinstance(m, ModulatedDeformConv2dPack)}
         for m in [*self.up_stages.modules(), *self.shortcuts.modules()]:
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and id(m) not in offset_convs:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)

@@ -7,7 +7,7 @@ distortion, expand and min-IoU crop of the ``*_aug_*`` configurations).
 
 from dets.data.transforms import ttfnet_test, ttfnet_train
 
-from ..recipe import Recipe
+from ..recipe import Option, Recipe
 
 TTFNET = Recipe(
     family="TTFNet",
@@ -17,4 +17,13 @@ TTFNET = Recipe(
     test_transforms=ttfnet_test,
     lr={"sgd": 0.016, "adam": 2e-3},
     weight_decay=4e-4,
+    options=(
+        Option(
+            "dcn",
+            "--dcn",
+            "TTFNet: modulated deformable 3x3 convs in the up-sampling (the paper's); kept in the checkpoint",
+            default=False,
+            in_older_checkpoints=False,
+        ),
+    ),
 )
