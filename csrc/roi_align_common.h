@@ -32,14 +32,20 @@ struct AxisTap {
   T w_lo, w_hi;
 };
 
-// Caps an adaptive grid (ceil of the bin size) so the conversion to an integer
-// is defined; the cap (2^30 samples per axis) is never reached in practice.
+// Most adaptive sampling points per bin along one axis (sampling_ratio <= 0),
+// = MAX_ADAPTIVE_GRID of dets/ops/reference/roi_align.py: a deliberate cap
+// (torchvision has none) so that one huge RoI costs at most 64 x 64 samples per
+// bin instead of stalling a step (a 1e8-pixel RoI took 37 s and 4.8 GB).
+constexpr int64_t kMaxAdaptiveGrid = 64;
+
+// ceil(bin) points, at most kMaxAdaptiveGrid; 0 for an empty or NaN bin.
 template <typename T>
 DETS_HOST_DEVICE int64_t adaptive_grid(T bin) {
   using std::ceil;
   const T g = ceil(bin);
   if (!(g > T(0))) return 0;
-  return g < T(1 << 30) ? static_cast<int64_t>(g) : int64_t(1) << 30;
+  return g < static_cast<T>(kMaxAdaptiveGrid) ? static_cast<int64_t>(g)
+                                              : kMaxAdaptiveGrid;
 }
 
 // `roi` points at (batch index, x1, y1, x2, y2). The corners are scaled in

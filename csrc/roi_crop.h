@@ -58,8 +58,9 @@ DETS_HOST_DEVICE bool roi_crop_axis_tap(T coord, int64_t size,
   return true;
 }
 
-// Batch index of an RoI row, or -1 when it is not a whole number in [0, n)
-// (the Python wrapper rejects those; kernels reached directly skip the RoI).
+// Batch index of an RoI row, or -1 when it is not a whole number in [0, n).
+// The op entries reject such rows (roi_checks.h) before a kernel runs; the -1
+// keeps the kernels' own conversion defined for every float they could read.
 template <typename T>
 DETS_HOST_DEVICE int64_t roi_crop_batch(T value, int64_t n) {
   if (!(value >= T(0) && value < static_cast<T>(n))) {

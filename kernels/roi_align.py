@@ -51,7 +51,7 @@ def _bilinear_taps(y_lo, y_hi, wy_lo, wy_hi, x_lo, x_hi, wx_lo, wx_hi, width, ch
 
 
 @triton.jit
-def _roi_grid(box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, ALIGNED: tl.constexpr):
+def _roi_grid(box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, max_grid, ALIGNED: tl.constexpr):
     """Batch index (-1: empty RoI), top-left corner of each bin, bin sizes and sample grid of RoI k."""
     batch = tl.load(box_ptr + k * 5).to(tl.int64)
     x1 = tl.load(box_ptr + k * 5 + 1)
@@ -65,9 +65,9 @@ def _roi_grid(box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, ALIGNED: tl.
         roi_h = tl.maximum(roi_h, 1.0)
     bin_h = roi_h / pooled_h
     bin_w = roi_w / pooled_w
-    # ceil(bin) samples when adaptive; capped as in the C++ kernels (never reached in practice).
-    grid_h = tl.minimum(tl.maximum(tl.ceil(bin_h), 0.0), 1073741824.0).to(tl.int32)
-    grid_w = tl.minimum(tl.maximum(tl.ceil(bin_w), 0.0), 1073741824.0).to(tl.int32)
+    # ceil(bin) samples when adaptive, at most max_grid (MAX_ADAPTIVE_GRID) per axis.
+    grid_h = tl.minimum(tl.maximum(tl.ceil(bin_h), 0.0), max_grid.to(tl.float32)).to(tl.int32)
+    grid_w = tl.minimum(tl.maximum(tl.ceil(bin_w), 0.0), max_grid.to(tl.float32)).to(tl.int32)
     grid_h = tl.where(sampling_ratio > 0, sampling_ratio, grid_h)
     grid_w = tl.where(sampling_ratio > 0, sampling_ratio, grid_w)
     grid_h = tl.where(batch < 0, 0, grid_h)
@@ -95,6 +95,7 @@ def _roi_align_fwd_kernel(
     pooled_h,
     pooled_w,
     sampling_ratio,
+    max_grid,
     ALIGNED: tl.constexpr,
     BLOCK_BINS: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -106,7 +107,7 @@ def _roi_align_fwd_kernel(
     num_bins = pooled_h * pooled_w
     bin_ok = bins < num_bins
     batch, y_start, x_start, bin_h, bin_w, grid_h, grid_w, count = _roi_grid(
-        box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, ALIGNED
+        box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, max_grid, ALIGNED
     )
     image = feat_ptr + tl.maximum(batch, 0) * height * width * channels
     acc = tl.full([BLOCK_BINS, BLOCK_C], 0.0, tl.float32)
@@ -143,6 +144,7 @@ def _roi_align_bwd_kernel(
     pooled_h,
     pooled_w,
     sampling_ratio,
+    max_grid,
     ALIGNED: tl.constexpr,
     BLOCK_BINS: tl.constexpr,
     BLOCK_C: tl.constexpr,
@@ -154,7 +156,7 @@ def _roi_align_bwd_kernel(
     num_bins = pooled_h * pooled_w
     bin_ok = bins < num_bins
     batch, y_start, x_start, bin_h, bin_w, grid_h, grid_w, count = _roi_grid(
-        box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, ALIGNED
+        box_ptr, k, bins, pooled_h, pooled_w, sampling_ratio, max_grid, ALIGNED
     )
     tile_ok = bin_ok[:, None] & c_ok[None, :]
     g_ptr = grad_ptr + _tile_offsets(k, c, bins, channels, num_bins)
@@ -196,6 +198,7 @@ def roi_align_forward(
     pooled_w: int,
     sampling_ratio: int,
     aligned: bool,
+    max_grid: int,
 ) -> torch.Tensor:
     """input [N, C, H, W], rois [K, 5] (validated) -> [K, C, pooled_h, pooled_w]."""
     _, channels, height, width = input.shape
@@ -215,6 +218,7 @@ def roi_align_forward(
         pooled_h,
         pooled_w,
         sampling_ratio,
+        max_grid,
         ALIGNED=aligned,
         BLOCK_BINS=block_bins,
         BLOCK_C=block_c,
@@ -232,6 +236,7 @@ def roi_align_backward(
     input_shape: tuple[int, int, int, int],
     sampling_ratio: int,
     aligned: bool,
+    max_grid: int,
 ) -> torch.Tensor:
     """grad [K, C, pooled_h, pooled_w] -> grad of input [N, C, H, W] (grad's dtype, contiguous)."""
     batch_size, channels, height, width = input_shape
@@ -249,6 +254,7 @@ def roi_align_backward(
             pooled_h,
             pooled_w,
             sampling_ratio,
+            max_grid,
             ALIGNED=aligned,
             BLOCK_BINS=block_bins,
             BLOCK_C=block_c,

@@ -5,6 +5,7 @@ import torch
 
 from dets.ops import RoIAlign, backend, roi_align
 from dets.ops.reference import roi_align as reference
+from dets.ops.roi_align import MAX_ADAPTIVE_GRID
 from tests.conftest import (
     BACKEND_DEVICES,
     KERNEL_BACKEND_DEVICES,
@@ -106,6 +107,55 @@ def test_matches_torchvision(backend_name, device, aligned, sampling_ratio, gen)
     expected.backward(grad_out)
     torch.testing.assert_close(out, expected.detach(), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(grad, x.grad, atol=1e-5, rtol=1e-4)
+
+
+@requires_extension
+@pytest.mark.parametrize("aligned", [False, True])
+def test_cpu_float16_matches_torchvision(aligned, gen):
+    tv = torchvision_ops()
+    if tv is None:
+        pytest.skip("torchvision is not importable")
+    n, c, h, w = 2, 6, 13, 11
+    input = torch.randn(n, c, h, w, generator=gen).half()
+    rois = make_rois(gen, 12, n, h, w, 0.5)[:-1].half()
+    grad_out = torch.randn(rois.shape[0], c, 4, 3, generator=gen).half()
+    kwargs = dict(output_size=(4, 3), spatial_scale=0.5, sampling_ratio=-1, aligned=aligned)
+    out, grad = forward_backward("cpu", input, rois, grad_out, **kwargs)
+    assert out.dtype == grad.dtype == torch.float16
+    x = input.detach().clone().requires_grad_(True)
+    expected = tv.roi_align(x, rois, **kwargs)
+    expected.backward(grad_out)
+    # torchvision rounds to float16 after every operation; dets rounds once.
+    torch.testing.assert_close(out, expected.detach(), atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(grad, x.grad, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("backend_name,device", BACKEND_DEVICES)
+def test_adaptive_sampling_is_capped_for_huge_rois(backend_name, device, gen):
+    cap = MAX_ADAPTIVE_GRID
+    input = torch.randn(1, 3, 40, 50, generator=gen).to(device)
+    # 1e8 pixels: uncapped, 1429 x 1429 points per bin (2e6); capped, cap x cap. One
+    # narrow RoI keeps its uncapped grid along x (bins of 4 pixels) and is capped along y.
+    # A small RoI (bins of exactly 2 pixels) keeps torchvision's ceil(bin) grid.
+    rois = torch.tensor(
+        [[0.0, 5, 3, 19, 17], [0.0, 10, -5000, 38, 5000], [0.0, -5000, -5000, 5000, 5000]], device=device
+    )
+    if backend_name == "triton":
+        # The interpreter runs one loop step per sample: the narrow RoI (cap x 4 points
+        # per bin) is the Triton kernel's test of the cap.
+        rois = rois[:2]
+    out, grad = forward_backward(backend_name, input, rois, output_size=7, sampling_ratio=0)
+    grad_out = torch.ones_like(out.cpu())
+    expected, expected_grad = reference_forward_backward(input, rois, grad_out, 7, sampling_ratio=0)
+    torch.testing.assert_close(out.cpu(), expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grad.cpu(), expected_grad, atol=1e-4, rtol=1e-4)
+    assert expected[1:].abs().sum() > 0
+    small, _ = forward_backward(backend_name, input, rois[:1], output_size=7, sampling_ratio=2)
+    torch.testing.assert_close(out[:1], small, atol=1e-6, rtol=1e-5)
+    if backend_name != "triton":
+        # The huge RoI samples exactly as sampling_ratio=cap does.
+        fixed, _ = forward_backward(backend_name, input, rois[2:], output_size=7, sampling_ratio=cap)
+        torch.testing.assert_close(out[2:], fixed, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("backend_name", ["cpu", "torch"])
@@ -296,12 +346,6 @@ def test_bad_arguments(call, error, match):
         call(input, rois)
 
 
-@requires_extension
-def test_half_on_cpu_backend_is_rejected():
-    with backend("cpu"), pytest.raises(TypeError, match="supported on cpu"):
-        roi_align(torch.randn(1, 2, 4, 4).half(), torch.tensor([[0.0, 0, 0, 2, 2]]).half(), 2)
-
-
 def test_bad_module_arguments():
     with pytest.raises(ValueError, match="output_size"):
         RoIAlign(0)
@@ -310,15 +354,18 @@ def test_bad_module_arguments():
 
 
 @pytest.mark.parametrize("backend_name,device", [p for p in BACKEND_DEVICES if p.values[1] == "cpu"])
-def test_autocast_runs_in_float32(backend_name, device, gen):
+def test_autocast_runs_in_float32_and_returns_the_input_dtype(backend_name, device, gen):
     input = torch.randn(2, 4, 8, 8, generator=gen)
     rois = make_rois(gen, 4, 2, 8, 8, 1.0)
     with backend(backend_name):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = roi_align(input.bfloat16(), rois.bfloat16(), 2, aligned=True)
-    assert out.dtype == torch.float32
+            low = roi_align(input.bfloat16(), rois.bfloat16(), 2, aligned=True)
+            same = roi_align(input, rois, 2, aligned=True)
+    assert low.dtype == torch.bfloat16 and same.dtype == torch.float32
     expected_from_bf16 = reference.roi_align(input.bfloat16().float(), rois.bfloat16().float(), (2, 2), 1.0, -1, True)
-    torch.testing.assert_close(out, expected_from_bf16, atol=1e-5, rtol=1e-4)
+    # Computed in float32, rounded to bfloat16 once.
+    torch.testing.assert_close(low.float(), expected_from_bf16, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(same, reference.roi_align(input, rois, (2, 2), 1.0, -1, True), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("backend_name,device", [p for p in KERNEL_BACKEND_DEVICES if p.values[1] == "cpu"])
@@ -356,7 +403,7 @@ def test_fake_kernels_give_the_shapes():
     assert grad.shape == (2, 3, 8, 8)
 
 
-HALF_BACKENDS = [p for p in KERNEL_BACKEND_DEVICES if p.values != ("cpu", "cpu")]
+HALF_BACKENDS = KERNEL_BACKEND_DEVICES
 
 
 @pytest.mark.parametrize("backend_name,device", HALF_BACKENDS)

@@ -331,9 +331,24 @@ def test_bad_inputs():
 
 
 @requires_extension
-def test_cpu_backend_rejects_half():
-    with backend("cpu"), pytest.raises(TypeError, match="float32, float64"):
-        roi_pool(torch.randn(1, 2, 4, 4).half(), torch.tensor([[0.0, 0, 0, 2, 2]]).half(), 2)
+@requires_torchvision
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cpu_half_types_match_torchvision(dtype, gen):
+    x = torch.randn(2, 5, 11, 13, generator=gen).to(dtype)
+    rois = make_rois(gen, 2, 11, 13, 0.5, count=12, dtype=dtype)
+    grad = torch.randn(12, 5, 3, 4, generator=gen).to(dtype)
+    out, gx = forward_backward("cpu", x, rois, (3, 4), 0.5, grad)
+    assert out.dtype == gx.dtype == dtype
+    if dtype == torch.float16:  # torchvision's CPU kernels take float16, not bfloat16
+        xt = x.detach().clone().requires_grad_(True)
+        expected = tv.roi_pool(xt, rois, (3, 4), 0.5)
+        expected.backward(grad)
+        assert torch.equal(out, expected)
+        torch.testing.assert_close(gx, xt.grad, rtol=1e-3, atol=1e-3)
+    # Max pooling is exact: the same as pooling the values in float32.
+    ref_out, ref_gx = forward_backward("torch", x.float(), rois.float(), (3, 4), 0.5, grad.float())
+    assert torch.equal(out.float(), ref_out)
+    torch.testing.assert_close(gx.float(), ref_gx, rtol=1e-2, atol=1e-2)
 
 
 def test_autocast_runs_in_float32(gen):

@@ -354,11 +354,23 @@ at::Tensor from_nhwc(const at::Tensor& nhwc) {
   return out;
 }
 
+// float16 and bfloat16 run through the float32 kernels and are rounded once
+// at the end (torchvision's CPU kernels also take float16).
+bool is_half(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
 at::Tensor roi_align_cpu(const at::Tensor& input, const at::Tensor& rois,
                          double spatial_scale, int64_t pooled_h,
                          int64_t pooled_w, int64_t sampling_ratio,
                          bool aligned) {
   roi_checks::check_roi_align_forward(input, rois, pooled_h, pooled_w);
+  if (is_half(input)) {
+    return roi_align_cpu(input.to(at::kFloat), rois.to(at::kFloat),
+                         spatial_scale, pooled_h, pooled_w, sampling_ratio,
+                         aligned)
+        .to(input.scalar_type());
+  }
   at::Tensor out = at::empty({rois.size(0), input.size(1), pooled_h, pooled_w},
                              input.options());
   if (out.numel() == 0) return out.zero_();
@@ -377,8 +389,15 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad,
                                   int64_t batch_size, int64_t channels,
                                   int64_t height, int64_t width,
                                   int64_t sampling_ratio, bool aligned) {
-  roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w, channels,
-                                       height, width);
+  roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w,
+                                       batch_size, channels, height, width);
+  if (is_half(grad)) {
+    return roi_align_backward_cpu(grad.to(at::kFloat), rois.to(at::kFloat),
+                                  spatial_scale, pooled_h, pooled_w, batch_size,
+                                  channels, height, width, sampling_ratio,
+                                  aligned)
+        .to(grad.scalar_type());
+  }
   at::Tensor grad_nhwc =
       at::zeros({batch_size, height, width, channels}, grad.options());
   if (grad.numel() > 0 && grad_nhwc.numel() > 0) {

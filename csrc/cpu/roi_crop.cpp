@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "roi_checks.h"
+
 namespace dets {
 namespace {
 
@@ -224,21 +226,10 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& rois, T scale,
   });
 }
 
-void check_rois_arg(const at::Tensor& rois, const at::Tensor& other) {
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_crop: rois must have shape [K, 5], got ", rois.sizes());
-  TORCH_CHECK(rois.scalar_type() == other.scalar_type(),
-              "roi_crop: rois and input/grad must share a dtype");
-}
-
 at::Tensor roi_crop_cpu(const at::Tensor& input, const at::Tensor& rois,
                         double spatial_scale, int64_t output_height,
                         int64_t output_width) {
-  TORCH_CHECK(input.dim() == 4, "roi_crop: input must be [N, C, H, W], got ",
-              input.sizes());
-  TORCH_CHECK(output_height > 0 && output_width > 0,
-              "roi_crop: output size must be positive");
-  check_rois_arg(rois, input);
+  roi_checks::check_roi_crop_forward(input, rois, output_height, output_width);
   // Every element is written below (points with no neighbour in the map as 0).
   at::Tensor output =
       at::empty({rois.size(0), input.size(1), output_height, output_width},
@@ -258,11 +249,8 @@ at::Tensor roi_crop_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                                  double spatial_scale, int64_t batch_size,
                                  int64_t channels, int64_t height,
                                  int64_t width) {
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) &&
-                  grad.size(1) == channels,
-              "roi_crop backward: grad must be [K, C, oh, ow], got ",
-              grad.sizes());
-  check_rois_arg(rois, grad);
+  roi_checks::check_roi_crop_backward(grad, rois, batch_size, channels, height,
+                                      width);
   // Zeroed by the kernel's threads, plane by plane.
   at::Tensor grad_input =
       at::empty({batch_size, channels, height, width},

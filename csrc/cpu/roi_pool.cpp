@@ -107,18 +107,6 @@ void parallel_blocks(int64_t n, int64_t block, const F& f) {
   });
 }
 
-void check_batch_indices(const at::Tensor& rois, int64_t batch_size) {
-  AT_DISPATCH_FLOATING_TYPES(rois.scalar_type(), "roi_pool_check_rois", [&] {
-    const scalar_t* r = rois.data_ptr<scalar_t>();
-    for (int64_t k = 0; k < rois.size(0); ++k) {
-      const scalar_t b = r[5 * k];
-      TORCH_CHECK(b >= 0 && b < batch_size && b == std::floor(b),
-                  "roi_pool: rois[", k, ", 0] = ", b,
-                  " is not a batch index in [0, ", batch_size, ")");
-    }
-  });
-}
-
 // Bytes per vector of the channel loops: one AVX register (two SSE2 ones in
 // the baseline clone, where GCC splits the generic vectors).
 constexpr int64_t kVectorBytes = 32;
@@ -451,10 +439,23 @@ void forward_impl(const at::Tensor& input, const at::Tensor& rois, T scale,
   });
 }
 
+// float16 and bfloat16 run through the float32 kernels (torchvision's CPU
+// kernels also take float16).
+bool is_half(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
 std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
     const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
     int64_t pooled_height, int64_t pooled_width, bool with_argmax) {
   roi_checks::check_roi_pool_forward(input, rois, pooled_height, pooled_width);
+  if (is_half(input)) {
+    // Max pooling is exact in float32: only the output is rounded back.
+    auto [output, argmax] =
+        roi_pool_cpu(input.to(at::kFloat), rois.to(at::kFloat), spatial_scale,
+                     pooled_height, pooled_width, with_argmax);
+    return {output.to(input.scalar_type()), argmax};
+  }
   const int64_t num_rois = rois.size(0);
   const int64_t channels = input.size(1);
   at::Tensor output = at::empty(
@@ -468,7 +469,6 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
     return {output, argmax};
   }
   const at::Tensor rois_c = rois.contiguous();
-  check_batch_indices(rois_c, input.size(0));
   at::Tensor x = input;
   if (!input.is_contiguous(at::MemoryFormat::ChannelsLast)) {
     x = at::empty(input.sizes(), input.options().memory_format(
@@ -561,7 +561,13 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
                                  const at::Tensor& argmax, int64_t batch_size,
                                  int64_t channels, int64_t height,
                                  int64_t width) {
-  roi_checks::check_roi_pool_backward(grad, rois, argmax, channels);
+  roi_checks::check_roi_pool_backward(grad, rois, argmax, batch_size, channels,
+                                      height, width);
+  if (is_half(grad)) {
+    return roi_pool_backward_cpu(grad.to(at::kFloat), rois.to(at::kFloat),
+                                 argmax, batch_size, channels, height, width)
+        .to(grad.scalar_type());
+  }
   if (grad.numel() == 0) {
     return at::zeros({batch_size, channels, height, width}, grad.options());
   }
@@ -573,7 +579,6 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad, const at::Tensor& rois,
   }
   advise_huge_pages(grad_input);
   const at::Tensor rois_c = rois.contiguous();
-  check_batch_indices(rois_c, batch_size);
   const at::Tensor argmax_c = argmax.contiguous();
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_pool_backward_cpu", [&] {
     backward_impl<scalar_t>(grad, rois_c, argmax_c, grad_input);

@@ -207,8 +207,8 @@ at::Tensor roi_align_backward_cuda(const at::Tensor& grad,
                                    int64_t batch_size, int64_t channels,
                                    int64_t height, int64_t width,
                                    int64_t sampling_ratio, bool aligned) {
-  roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w, channels,
-                                       height, width);
+  roi_checks::check_roi_align_backward(grad, rois, pooled_h, pooled_w,
+                                       batch_size, channels, height, width);
   const c10::cuda::CUDAGuard guard(grad.device());
   const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor acc = at::zeros({batch_size, height, width, channels},

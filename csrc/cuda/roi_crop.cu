@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "roi_checks.h"
 #include "roi_crop.h"
 
 namespace dets {
@@ -172,25 +173,18 @@ void check_output_size(int64_t output_height, int64_t output_width) {
       " is too large");
 }
 
-void check_args(const at::Tensor& data, const at::Tensor& rois) {
+void check_devices(const at::Tensor& data, const at::Tensor& rois) {
   TORCH_CHECK(data.is_cuda() && rois.is_cuda(),
               "roi_crop: tensors must be CUDA tensors");
   TORCH_CHECK(data.get_device() == rois.get_device(),
               "roi_crop: tensors must be on one device");
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5,
-              "roi_crop: rois must have shape [K, 5], got ", rois.sizes());
-  TORCH_CHECK(rois.scalar_type() == data.scalar_type(),
-              "roi_crop: rois and input/grad must share a dtype");
 }
 
 at::Tensor roi_crop_cuda(const at::Tensor& input, const at::Tensor& rois,
                          double spatial_scale, int64_t output_height,
                          int64_t output_width) {
-  TORCH_CHECK(input.dim() == 4, "roi_crop: input must be [N, C, H, W], got ",
-              input.sizes());
-  TORCH_CHECK(output_height > 0 && output_width > 0,
-              "roi_crop: output size must be positive");
-  check_args(input, rois);
+  check_devices(input, rois);
+  roi_checks::check_roi_crop_forward(input, rois, output_height, output_width);
   const c10::cuda::CUDAGuard guard(input.device());
   at::Tensor output =
       at::empty({rois.size(0), input.size(1), output_height, output_width},
@@ -222,11 +216,9 @@ at::Tensor roi_crop_backward_cuda(const at::Tensor& grad,
                                   const at::Tensor& rois, double spatial_scale,
                                   int64_t batch_size, int64_t channels,
                                   int64_t height, int64_t width) {
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) &&
-                  grad.size(1) == channels,
-              "roi_crop backward: grad must be [K, C, oh, ow], got ",
-              grad.sizes());
-  check_args(grad, rois);
+  check_devices(grad, rois);
+  roi_checks::check_roi_crop_backward(grad, rois, batch_size, channels, height,
+                                      width);
   const c10::cuda::CUDAGuard guard(grad.device());
   const at::ScalarType acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor buffer = at::zeros({batch_size, channels, height, width},

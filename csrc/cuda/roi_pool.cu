@@ -187,7 +187,8 @@ at::Tensor roi_pool_backward_cuda(const at::Tensor& grad,
                                   int64_t width) {
   TORCH_CHECK(grad.is_cuda() && rois.is_cuda() && argmax.is_cuda(),
               "_roi_pool_backward: tensors must be on a CUDA device");
-  roi_checks::check_roi_pool_backward(grad, rois, argmax, channels);
+  roi_checks::check_roi_pool_backward(grad, rois, argmax, batch_size, channels,
+                                      height, width);
   const c10::cuda::CUDAGuard guard(grad.device());
   const auto acc_type = at::toOpMathType(grad.scalar_type());
   at::Tensor buffer = at::zeros({batch_size, channels, height, width},

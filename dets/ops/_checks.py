@@ -1,8 +1,10 @@
 """Argument validation shared by the public ops: every error names the argument."""
 
+import functools
 import math
 
 import torch
+from torch.overrides import handle_torch_function, has_torch_function
 
 
 def check_tensor(name: str, value, dims: int | None = None, last: int | None = None) -> torch.Tensor:
@@ -92,12 +94,70 @@ def check_rois(name: str, boxes, input: torch.Tensor) -> torch.Tensor:
     check_same_device(input=input, **{name: boxes})
     if boxes.dtype != input.dtype:
         raise TypeError(f"{name} has dtype {boxes.dtype} but input has {input.dtype}")
-    if boxes.shape[0] > 0:
-        index = boxes[:, 0]
-        bad = ~torch.isfinite(index) | (index < 0) | (index >= input.shape[0]) | (index != torch.floor(index))
+    # Under torch.compile / torch.export the values are not known while tracing; the C++
+    # entries and the Triton ops make the same check when the graph runs.
+    if boxes.shape[0] > 0 and not torch.compiler.is_compiling():
+        check_batch_indices(name, boxes, input.shape[0])
+    return boxes
+
+
+def check_batch_indices(name: str, rois: torch.Tensor, batch_size: int) -> None:
+    """rois[:, 0] must hold whole numbers in [0, batch_size) (one sync for CUDA tensors)."""
+    if rois.shape[0] > 0:
+        index = rois[:, 0]
+        bad = ~torch.isfinite(index) | (index < 0) | (index >= batch_size) | (index != torch.floor(index))
         if bool(bad.any()):
             first = int(torch.nonzero(bad)[0, 0])
             raise ValueError(
-                f"{name}[:, 0] must hold batch indices in [0, {input.shape[0]}); row {first} has {index[first].item()}"
+                f"{name}[:, 0] must hold batch indices in [0, {batch_size}); row {first} has {index[first].item()}"
             )
+
+
+def _float32(boxes):
+    """boxes ([K, 5] tensor or list of [Ki, 4]) with every floating tensor in float32."""
+    if isinstance(boxes, (list, tuple)):
+        return [_float32(b) for b in boxes]
+    if isinstance(boxes, torch.Tensor) and boxes.is_floating_point():
+        return boxes.float()
     return boxes
+
+
+def autocast_policy(op, input: torch.Tensor, boxes, *args):
+    """The RoI ops' autocast rule, torchvision's: under autocast for input's device, ``op``
+    runs with autocast off on float32 input and boxes, and its result is cast back to
+    input's dtype. Returns None when autocast is off (the caller then runs normally)."""
+    device_type = input.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    with torch.autocast(device_type, enabled=False):
+        return op(input.float(), _float32(boxes), *args).to(input.dtype)
+
+
+def fx_leaf(fn):
+    """Make ``fn`` one call node under torch.fx symbolic tracing (as torchvision's ops are).
+
+    The tracer's proxies come in through ``__torch_function__``, so the function is a leaf
+    however it is referenced (``dets.ops.nms``, ``from dets.ops import nms``, a module's
+    forward); on plain arguments the check is one C call."""
+
+    @functools.wraps(fn)
+    def leaf(*args, **kwargs):
+        relevant = []
+        for a in (*args, *kwargs.values()):
+            relevant.extend(a if isinstance(a, (list, tuple)) else (a,))
+        if has_torch_function(relevant):
+            return handle_torch_function(leaf, relevant, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return leaf
+
+
+def check_op_rois(rois: torch.Tensor, batch_size: int, grad: torch.Tensor | None = None, grad_shape=None) -> None:
+    """The checks the C++ entries make (csrc/roi_checks.h), for the Triton custom ops, which
+    are reachable as torch.ops.dets.*_triton without the public wrappers: rois [K, 5] with
+    batch indices in [0, batch_size), and, for a backward op, grad of shape grad_shape."""
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise ValueError(f"rois must have shape [K, 5], got {tuple(rois.shape)}")
+    if grad is not None and tuple(grad.shape) != tuple(grad_shape):
+        raise ValueError(f"grad must have shape {tuple(grad_shape)}, got {tuple(grad.shape)}")
+    check_batch_indices("rois", rois, batch_size)

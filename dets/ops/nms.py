@@ -24,7 +24,7 @@ Conventions (shared by every backend and by the whole NMS family):
 import torch
 
 from . import _backend
-from ._checks import check_float_arg, check_floating, check_same_device, check_same_dtype, check_tensor
+from ._checks import check_float_arg, check_floating, check_same_device, check_same_dtype, check_tensor, fx_leaf
 from .reference import nms as _reference
 
 _backend.register_op("nms")
@@ -71,6 +71,7 @@ if _backend.extension_loaded():
     torch.library.register_fake("dets::nms")(_nms_fake)
 
 
+@fx_leaf
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy non-maximum suppression; same results as ``torchvision.ops.nms``.
 

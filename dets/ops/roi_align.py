@@ -19,10 +19,19 @@ forward and backward):
     Non-finite box coordinates (NaN/inf, also after scaling) make an empty RoI: its output
     is 0 and it sends no gradient (torchvision's behaviour there is undefined).
     Gradients flow to ``input`` only, never to the boxes.
-    dtypes: CPU kernels float32/float64; CUDA kernels float32/float64/float16/bfloat16;
-    Triton float32/float16/bfloat16 (float32 accumulation everywhere on the GPU).
-    Autocast: under ``torch.autocast`` for the input's device type, the wrapper casts input
-    and boxes to float32 and returns float32 (the kernels never see half types there).
+    Adaptive sampling is capped at ``MAX_ADAPTIVE_GRID`` (64) points per bin along each
+    axis, so at most 64 x 64 per bin: a deliberate difference from torchvision, which
+    samples ceil(bin size) points however large the bin, so that one huge RoI (say 1e8
+    pixels) cannot stall a step for tens of seconds and gigabytes. Results differ from
+    torchvision only for bins wider or taller than 64 feature pixels; an explicit
+    sampling_ratio is never capped.
+    dtypes per backend: "cpu" float32/float64, and float16/bfloat16 computed in float32
+    (rounded once at the end); "cuda" float32/float64/float16/bfloat16 (float32
+    accumulation for the half types); "triton" float32/float16/bfloat16 (float32
+    arithmetic; no float64); "torch" any floating dtype.
+    Autocast (torchvision's rule, shared by every RoI op): under ``torch.autocast`` for the
+    input's device type, input and boxes run in float32 and the result is cast back to the
+    input's dtype.
     Determinism: the CPU backward is deterministic (channel-parallel, no atomics); the CUDA
     and Triton backwards add with float32 atomics, so their last bits may vary run to run.
 """
@@ -31,13 +40,24 @@ import torch
 from torch import nn
 
 from . import _backend
-from ._checks import check_float_arg, check_floating, check_rois, check_tensor, pair
+from ._checks import (
+    autocast_policy,
+    check_float_arg,
+    check_floating,
+    check_op_rois,
+    check_rois,
+    check_tensor,
+    fx_leaf,
+    pair,
+)
 from .reference import roi_align as _reference
+
+MAX_ADAPTIVE_GRID = _reference.MAX_ADAPTIVE_GRID
 
 _backend.register_op("roi_align")
 
 _DTYPES = {
-    "cpu": (torch.float32, torch.float64),
+    "cpu": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
     "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
     "triton": (torch.float32, torch.float16, torch.bfloat16),
     "torch": None,
@@ -84,8 +104,11 @@ def _roi_align_triton(
     sampling_ratio: int,
     aligned: bool,
 ) -> torch.Tensor:
+    check_op_rois(rois, input.shape[0])
     kernels = _backend.triton_kernels("roi_align", input.device)
-    return kernels.roi_align_forward(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
+    return kernels.roi_align_forward(
+        input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, MAX_ADAPTIVE_GRID
+    )
 
 
 @torch.library.custom_op("dets::_roi_align_backward_triton", mutates_args=())
@@ -102,6 +125,7 @@ def _roi_align_backward_triton(
     sampling_ratio: int,
     aligned: bool,
 ) -> torch.Tensor:
+    check_op_rois(rois, batch_size, grad, (rois.shape[0], channels, pooled_height, pooled_width))
     kernels = _backend.triton_kernels("roi_align", grad.device)
     return kernels.roi_align_backward(
         grad,
@@ -112,6 +136,7 @@ def _roi_align_backward_triton(
         (batch_size, channels, height, width),
         sampling_ratio,
         aligned,
+        MAX_ADAPTIVE_GRID,
     )
 
 
@@ -136,17 +161,7 @@ def _check_int(name: str, value) -> int:
     return value
 
 
-def _autocast_to_float(input, boxes):
-    """Under autocast on input's device type, run in float32 (see the module docstring)."""
-    if not torch.is_autocast_enabled(input.device.type):
-        return input, boxes
-    if isinstance(boxes, (list, tuple)):
-        boxes = [b.float() if isinstance(b, torch.Tensor) and b.is_floating_point() else b for b in boxes]
-    elif isinstance(boxes, torch.Tensor) and boxes.is_floating_point():
-        boxes = boxes.float()
-    return input.float(), boxes
-
-
+@fx_leaf
 def roi_align(
     input: torch.Tensor,
     boxes: torch.Tensor | list[torch.Tensor],
@@ -164,11 +179,11 @@ def roi_align(
         output_size: oh, or (oh, ow): bins per RoI, positive.
         spatial_scale: > 0, multiplies box coordinates into feature-map pixels (e.g. 1/16).
         sampling_ratio: sampling points per bin along each axis; <= 0 picks
-            ceil(roi size / bins) per RoI.
+            min(ceil(roi size / bins), MAX_ADAPTIVE_GRID) per RoI and axis.
         aligned: shift the scaled boxes by -0.5 (pixel-centre model); see the module docstring.
 
     Returns:
-        [K, C, oh, ow] in input's dtype (float32 under autocast), contiguous.
+        [K, C, oh, ow] in input's dtype (also under autocast), contiguous.
     """
     check_tensor("input", input, dims=4)
     check_floating("input", input)
@@ -181,7 +196,9 @@ def roi_align(
     sampling_ratio = _check_int("sampling_ratio", sampling_ratio)
     if not isinstance(aligned, bool):
         raise TypeError(f"aligned must be a bool, got {aligned!r}")
-    input, boxes = _autocast_to_float(input, boxes)
+    in_float32 = autocast_policy(roi_align, input, boxes, (oh, ow), spatial_scale, sampling_ratio, aligned)
+    if in_float32 is not None:
+        return in_float32
     rois = check_rois("boxes", boxes, input)
     backend = _backend.choose("roi_align", input.device)
     check_floating("input", input, allowed=_DTYPES[backend])

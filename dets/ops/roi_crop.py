@@ -27,9 +27,10 @@ Conventions (shared by every backend):
             No error is raised and nothing outside the input is read.
     dtypes  CPU: float32, float64. CUDA: float16, bfloat16, float32, float64; positions,
             weights and sums are float32 (float64 for float64), the input gradient of half
-            types is accumulated in a float32 buffer.
-    autocast under torch.autocast the wrapper casts input and boxes to float32 and returns
-            float32 (the op is precision-sensitive and cheap next to its neighbours).
+            types is accumulated in a float32 buffer. Every backend takes the dtypes of its
+            device's kernels (Triton included).
+    autocast under torch.autocast input and boxes run in float32 and the result is cast back
+            to input's dtype (torchvision's rule for its RoI ops, shared by every RoI op here).
 """
 
 import math
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from . import _backend
-from ._checks import check_floating, check_rois, check_tensor, pair
+from ._checks import autocast_policy, check_floating, check_op_rois, check_rois, check_tensor, fx_leaf, pair
 from .reference import roi_crop as _reference
 
 _backend.register_op("roi_crop")
@@ -53,6 +54,7 @@ _DTYPES = {
 def _roi_crop_triton(
     input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, output_height: int, output_width: int
 ) -> torch.Tensor:
+    check_op_rois(rois, input.shape[0])
     kernels = _backend.triton_kernels("roi_crop", input.device)
     return kernels.roi_crop_forward(input, rois, spatial_scale, output_height, output_width)
 
@@ -67,6 +69,7 @@ def _roi_crop_backward_triton(
     height: int,
     width: int,
 ) -> torch.Tensor:
+    check_op_rois(rois, batch_size, grad, (rois.shape[0], channels, *grad.shape[2:]))
     kernels = _backend.triton_kernels("roi_crop", grad.device)
     return kernels.roi_crop_backward(grad, rois, spatial_scale, batch_size, channels, height, width)
 
@@ -123,6 +126,7 @@ def _check_scale(spatial_scale) -> float:
     return spatial_scale
 
 
+@fx_leaf
 def roi_crop(
     input: torch.Tensor,
     boxes: torch.Tensor | list[torch.Tensor],
@@ -139,19 +143,17 @@ def roi_crop(
         spatial_scale: feature coordinates per input-image coordinate (e.g. 1/16).
 
     Returns:
-        [K, C, oh, ow] with input's dtype (float32 under autocast), contiguous; RoIs from
+        [K, C, oh, ow] with input's dtype (also under autocast), contiguous; RoIs from
         a list come image by image. Differentiable with respect to input.
     """
     check_tensor("input", input, dims=4)
     check_floating("input", input)
     output_height, output_width = pair("output_size", output_size)
     spatial_scale = _check_scale(spatial_scale)
-    device_type = input.device.type
-    if device_type in _DTYPES and torch.is_autocast_enabled(device_type):
-        input = input.float()
-        if isinstance(boxes, torch.Tensor) and boxes.is_floating_point():
-            boxes = boxes.float()
-    check_floating("input", input, _DTYPES.get(device_type))
+    in_float32 = autocast_policy(roi_crop, input, boxes, (output_height, output_width), spatial_scale)
+    if in_float32 is not None:
+        return in_float32
+    check_floating("input", input, _DTYPES.get(input.device.type))
     rois = check_rois("boxes", boxes, input)
     backend = _backend.choose("roi_crop", input.device)
     if backend == "torch":

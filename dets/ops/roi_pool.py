@@ -30,22 +30,33 @@ Conventions (shared by every backend):
             dets::_roi_pool_backward(_triton) scatters a gradient of any strides through it.
             Autograd is registered on both forward ops, fake kernels on all four.
     Autocast: under an enabled autocast region for input's device the op runs in float32 and
-            casts the result back to input's dtype (as torchvision does).
-    dtypes  cpu: float32, float64; cuda: float32, float64, float16, bfloat16; triton: float32,
-            float16, bfloat16 (CPU tensors under the interpreter: float32); torch: any float.
+            casts the result back to input's dtype (torchvision's rule, shared by every RoI op).
+    dtypes  cpu: float32, float64, and float16/bfloat16 computed in float32 (max pooling is
+            exact, so the result equals pooling in the input's dtype); cuda: float32, float64,
+            float16, bfloat16; triton: float32, float16, bfloat16 (CPU tensors under the
+            interpreter: float32; no float64); torch: any float.
 """
 
 import torch
 from torch import nn
 
 from . import _backend
-from ._checks import check_float_arg, check_floating, check_rois, check_tensor, pair
+from ._checks import (
+    autocast_policy,
+    check_float_arg,
+    check_floating,
+    check_op_rois,
+    check_rois,
+    check_tensor,
+    fx_leaf,
+    pair,
+)
 from .reference import roi_pool as _reference
 
 _backend.register_op("roi_pool")
 
 _DTYPES = {
-    "cpu": (torch.float32, torch.float64),
+    "cpu": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
     "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
     "triton-cuda": (torch.float32, torch.float16, torch.bfloat16),
     "triton-cpu": (torch.float32,),
@@ -61,6 +72,7 @@ def _roi_pool_triton(
     pooled_width: int,
     with_argmax: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    check_op_rois(rois, input.shape[0])
     kernels = _backend.triton_kernels("roi_pool", input.device)
     return kernels.roi_pool_forward(input, rois, spatial_scale, pooled_height, pooled_width, with_argmax)
 
@@ -75,6 +87,11 @@ def _roi_pool_backward_triton(
     height: int,
     width: int,
 ) -> torch.Tensor:
+    check_op_rois(rois, batch_size, grad, (rois.shape[0], channels, *grad.shape[2:]))
+    if argmax.dtype != torch.int32 or argmax.shape != grad.shape:
+        raise ValueError(f"argmax must be int32 shaped like grad {tuple(grad.shape)}, got {argmax.dtype}")
+    if argmax.numel() > 0 and bool(((argmax < -1) | (argmax >= height * width)).any()):
+        raise ValueError(f"argmax holds an offset outside [-1, H * W = {height * width})")
     kernels = _backend.triton_kernels("roi_pool", grad.device)
     return kernels.roi_pool_backward(grad, rois, argmax, batch_size, channels, height, width)
 
@@ -130,6 +147,7 @@ def _check_dtype(backend: str, input: torch.Tensor) -> None:
         raise TypeError(f"roi_pool: input has dtype {input.dtype}; the {backend!r} backend takes {names}")
 
 
+@fx_leaf
 def roi_pool(
     input: torch.Tensor,
     boxes: torch.Tensor | list[torch.Tensor],
@@ -146,7 +164,7 @@ def roi_pool(
         spatial_scale: positive factor from box coordinates to input pixels (e.g. 1/16).
 
     Returns:
-        [K, C, PH, PW] of input's dtype (rows in the order of `boxes`).
+        [K, C, PH, PW] of input's dtype, also under autocast (rows in the order of `boxes`).
     """
     check_tensor("input", input, dims=4)
     check_floating("input", input)
@@ -154,14 +172,9 @@ def roi_pool(
     spatial_scale = check_float_arg("spatial_scale", spatial_scale)
     if not 0 < spatial_scale < float("inf"):
         raise ValueError(f"spatial_scale must be positive and finite, got {spatial_scale}")
-    device_type = input.device.type
-    if torch.is_autocast_enabled(device_type):
-        if isinstance(boxes, torch.Tensor):
-            boxes = boxes.float() if boxes.is_floating_point() else boxes
-        elif isinstance(boxes, (list, tuple)):
-            boxes = [b.float() if isinstance(b, torch.Tensor) and b.is_floating_point() else b for b in boxes]
-        with torch.autocast(device_type, enabled=False):
-            return roi_pool(input.float(), boxes, pooled, spatial_scale).to(input.dtype)
+    in_float32 = autocast_policy(roi_pool, input, boxes, pooled, spatial_scale)
+    if in_float32 is not None:
+        return in_float32
     rois = check_rois("boxes", boxes, input)
     if input.shape[2] * input.shape[3] >= 2**31:
         raise ValueError(f"roi_pool: input planes must hold fewer than 2^31 pixels, got {tuple(input.shape)}")

@@ -33,7 +33,7 @@ import math
 import torch
 
 from . import _backend
-from ._checks import check_float_arg
+from ._checks import check_float_arg, fx_leaf
 from .nms import _check_nms_args, _for_cpu_kernel
 from .reference import soft_nms as _reference
 
@@ -65,6 +65,7 @@ if _backend.extension_loaded():
     torch.library.register_fake("dets::soft_nms")(_soft_nms_fake)
 
 
+@fx_leaf
 def soft_nms(
     boxes: torch.Tensor,
     scores: torch.Tensor,

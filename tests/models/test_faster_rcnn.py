@@ -93,6 +93,21 @@ def test_pooler_pools_each_region_from_its_level_in_order(mode):
         torch.testing.assert_close(got[i : i + 1], expected)
 
 
+@pytest.mark.parametrize("mode", ["align", "pool", "crop"])
+def test_pooler_under_autocast_keeps_the_features_dtype(mode):
+    # bfloat16 maps (as autocast's convolutions give) pool to bfloat16, level by level,
+    # with no cast in the pooler: every RoI op returns its input's dtype under autocast.
+    g = torch.Generator().manual_seed(2)
+    strides = (4, 8)
+    features = [torch.randn(1, 3, 64 // s, 64 // s, generator=g).bfloat16() for s in strides]
+    rois = torch.tensor([[0.0, 2, 2, 20, 20], [0.0, 0, 0, 60, 60]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = RoIPooler(mode, 2, strides)(features, rois)
+    assert got.dtype == torch.bfloat16
+    expected = RoIPooler(mode, 2, strides)([f.float() for f in features], rois)
+    torch.testing.assert_close(got.float(), expected, atol=2e-2, rtol=2e-2)
+
+
 def test_pooler_regions_outside_the_image_give_zeros():
     features = [torch.randn(1, 2, 8, 8)]
     rois = torch.tensor([[0, 500.0, 500.0, 600.0, 600.0], [0, -300.0, -300.0, -200.0, -250.0]])

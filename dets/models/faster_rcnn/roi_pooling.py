@@ -69,7 +69,7 @@ class RoIPooler(nn.Module):
         for level, (feature, stride) in enumerate(zip(features, self.strides, strict=True)):
             chosen = (levels == level).nonzero().squeeze(1)
             if chosen.numel():
-                out = out.index_copy(0, chosen, self._pool(feature, rois[chosen], stride).to(out.dtype))
+                out = out.index_copy(0, chosen, self._pool(feature, rois[chosen], stride))
         return out
 
     def extra_repr(self) -> str:

@@ -9,6 +9,11 @@ import math
 
 import torch
 
+# Most adaptive sampling points per bin along one axis (sampling_ratio <= 0): the kernels
+# (csrc/roi_align_common.h, kernels/roi_align.py) use the same cap; dets/ops/roi_align.py
+# says why it departs from torchvision.
+MAX_ADAPTIVE_GRID = 64
+
 
 def _axis_taps(coords: torch.Tensor, size: int):
     """Bilinear taps of sample coordinates along an axis of `size` pixels.
@@ -28,8 +33,8 @@ def _axis_taps(coords: torch.Tensor, size: int):
 
 
 def _adaptive_grid(bin_size: float) -> int:
-    """ceil(bin size) samples, capped at 2**30 as in the kernels (0 for a negative bin)."""
-    return int(min(max(math.ceil(bin_size), 0), 2**30)) if bin_size < 2**30 else 2**30
+    """ceil(bin size) samples, at most MAX_ADAPTIVE_GRID (0 for a negative bin)."""
+    return max(math.ceil(bin_size), 0) if bin_size < MAX_ADAPTIVE_GRID else MAX_ADAPTIVE_GRID
 
 
 def _sample_coords(start, bin_size, pooled: int, grid: int) -> torch.Tensor:
