@@ -9,6 +9,13 @@
 
 namespace dets {
 
+// The heatmap [B, C, H, W] and k of decoder `op`.
+inline void check_decode_args(const char* op, const at::Tensor& heatmap,
+                              int64_t k) {
+  TORCH_CHECK(heatmap.dim() == 4, op, ": heatmap must be [B, C, H, W]");
+  TORCH_CHECK(k > 0, op, ": k must be positive");
+}
+
 // `map`, a per-pixel regression map read at the heatmap's peaks, must be
 // [B, channels, H, W] like `heatmap` and share its dtype (and, with
 // `same_device`, its device: only the CUDA launchers can be handed a map on
@@ -42,6 +49,23 @@ inline void check_target_boxes(const char* op, const at::Tensor& boxes,
   TORCH_CHECK(
       labels.scalar_type() == at::kLong && num_boxes.scalar_type() == at::kLong,
       op, ": labels and num_boxes must be int64");
+}
+
+// Everything the target builder `op` takes besides its own parameters.
+inline void check_target_args(const char* op, const at::Tensor& boxes,
+                              const at::Tensor& labels,
+                              const at::Tensor& num_boxes, int64_t num_classes,
+                              int64_t out_h, int64_t out_w, double down_ratio) {
+  check_target_boxes(op, boxes, labels, num_boxes);
+  TORCH_CHECK(num_classes > 0 && out_h > 0 && out_w > 0 && down_ratio > 0, op,
+              ": num_classes, output size and down_ratio must be positive");
+}
+
+// centernet_targets' own parameters.
+inline void check_centernet_args(int64_t max_objs, double min_overlap) {
+  TORCH_CHECK(max_objs > 0, "centernet_targets: max_objs must be positive");
+  TORCH_CHECK(min_overlap > 0 && min_overlap < 1,
+              "centernet_targets: min_overlap must lie in (0, 1)");
 }
 
 // What the CUDA target kernels can run: no float64, and a grid of

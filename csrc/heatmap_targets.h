@@ -17,17 +17,18 @@
 namespace dets {
 namespace heatmap {
 
-// Centres are clamped to +-2^30 before truncation so huge finite coordinates
-// cannot overflow an integer; a centre that far out draws nothing anyway.
-constexpr double kCenterLimit = 1073741824.0;
+// Box coordinates (input pixels) must lie within +-2^30: a box with one
+// beyond, infinite or NaN is invalid, drawn nowhere, so that areas, logs and
+// weights stay finite. Centres (map cells; down_ratio may be below 1) are
+// clamped to the same bound before truncation so no integer overflows.
+constexpr double kCoordLimit = 1073741824.0;
 
+// |x1|, |y1|, |x2|, |y2| <= kCoordLimit (false for NaN).
 template <typename T>
-DETS_HD bool finite(T v) {
-#ifdef __CUDA_ARCH__
-  return isfinite(v);
-#else
-  return std::isfinite(v);
-#endif
+DETS_HD bool within_limit(T x1, T y1, T x2, T y2) {
+  const T lim = static_cast<T>(kCoordLimit);
+  return x1 >= -lim && x1 <= lim && y1 >= -lim && y1 <= lim && x2 >= -lim &&
+         x2 <= lim && y2 >= -lim && y2 <= lim;
 }
 
 template <typename T>
@@ -56,7 +57,26 @@ DETS_HD double sqrt_rn(double v) {
 template <typename T>
 DETS_HD int64_t trunc_center(T v) {
   return static_cast<int64_t>(
-      clamp<T>(v, static_cast<T>(-kCenterLimit), static_cast<T>(kCenterLimit)));
+      clamp<T>(v, static_cast<T>(-kCoordLimit), static_cast<T>(kCoordLimit)));
+}
+
+// Out-of-range labels are rejected by the Python wrappers; the kernels skip
+// them so that direct torch.ops calls stay inside the heatmap.
+DETS_HD bool known_label(int64_t label, int64_t num_classes) {
+  return label >= 0 && label < num_classes;
+}
+
+// A Gaussian's window [cx - rw, cx + rw] x [cy - rh, cy + rh] cut to the map;
+// empty (x0 > x1 or y0 > y1) when it misses the map.
+struct Window {
+  int64_t x0, x1, y0, y1;
+};
+
+DETS_HD Window clip_window(int64_t cx, int64_t cy, int64_t rw, int64_t rh,
+                           int64_t height, int64_t width) {
+  return {cx - rw > 0 ? cx - rw : 0, cx + rw < width - 1 ? cx + rw : width - 1,
+          cy - rh > 0 ? cy - rh : 0,
+          cy + rh < height - 1 ? cy + rh : height - 1};
 }
 
 struct TtfBox {
@@ -66,14 +86,14 @@ struct TtfBox {
 
 // TTFNet: area (w+1)(h+1) of the input box; centre from the unclamped box;
 // radii from the box on the output grid, clamped to the map. Boxes with a
-// non-finite coordinate or x2 < x1 or y2 < y1 are invalid (drawn nowhere).
+// coordinate beyond kCoordLimit (or NaN) or x2 < x1 or y2 < y1 are invalid
+// (drawn nowhere).
 template <typename T>
 DETS_HD TtfBox ttf_box(T x1, T y1, T x2, T y2, T down_ratio, T alpha,
                        int64_t height, int64_t width, T* area) {
   TtfBox box{false, 0, 0, 0, 0};
   *area = (x2 - x1 + T(1)) * (y2 - y1 + T(1));
-  if (!(finite(x1) && finite(y1) && finite(x2) && finite(y2)) || x2 < x1 ||
-      y2 < y1) {
+  if (!within_limit(x1, y1, x2, y2) || x2 < x1 || y2 < y1) {
     return box;
   }
   const T wmax = static_cast<T>(width - 1), hmax = static_cast<T>(height - 1);
@@ -115,13 +135,13 @@ struct CenternetBox {
 };
 
 // CenterNet: the box on the output grid clamped to the map; skipped unless
-// finite with positive width and height there.
+// within kCoordLimit with positive width and height there.
 template <typename T>
 DETS_HD CenternetBox<T> centernet_box(T x1, T y1, T x2, T y2, T down_ratio,
                                       double min_overlap, int64_t height,
                                       int64_t width) {
   CenternetBox<T> box{false, T(0), T(0), T(0), T(0), 0, 0, 0};
-  if (!(finite(x1) && finite(y1) && finite(x2) && finite(y2))) {
+  if (!within_limit(x1, y1, x2, y2)) {
     return box;
   }
   const T wmax = static_cast<T>(width - 1), hmax = static_cast<T>(height - 1);

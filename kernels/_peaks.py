@@ -24,6 +24,7 @@ import triton.language as tl
 
 PAD_KEY = -(2**63)
 BLOCK = 1024
+DECODE_BLOCK = 128
 _SUM = tl.standard._sum_combine
 
 
@@ -33,6 +34,59 @@ def unpack_key(key):
     valid = key != -9223372036854775808
     index = 0xFFFFFFFF - (key & 0xFFFFFFFF)
     return tl.where(valid, index, 0), valid
+
+
+@triton.jit
+def decode_boxes_kernel(
+    keys_ptr,
+    heat_ptr,
+    boxes_ptr,
+    scores_ptr,
+    labels_ptr,
+    total,
+    k,
+    per_image,
+    plane,
+    width,
+    map_ptr,
+    map_stride_b,
+    map_stride_c,
+    map_stride_y,
+    map_stride_x,
+    extra_ptr,
+    extra_stride_b,
+    extra_stride_c,
+    extra_stride_y,
+    extra_stride_x,
+    down_ratio,
+    BOX: tl.constexpr,
+    HAS_EXTRA: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """One lane per [B, k] output slot of a decoder, from the keys of top_peak_keys.
+    Padding gets box 0, score 0 and label -1; a peak's score and class come from its key,
+    and BOX(at, stride_c, extra_at, extra_stride_c, x, y, valid, down_ratio, HAS_EXTRA)
+    gives its (x1, y1, x2, y2) in float32 from the decoder's regression map (and the
+    optional second one, `extra`) read at the peak: `at` points at channel 0 there."""
+    slot = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    inside = slot < total
+    key = tl.load(keys_ptr + slot, mask=inside, other=-9223372036854775808)
+    index, valid = unpack_key(key)
+    b = slot // k
+    score = tl.load(heat_ptr + b * per_image + index, mask=valid, other=0.0)
+    pos = index % plane
+    y = pos // width
+    x = pos % width
+    at = map_ptr + b * map_stride_b + y * map_stride_y + x * map_stride_x
+    extra_at = extra_ptr + b * extra_stride_b + y * extra_stride_y + x * extra_stride_x
+    x1, y1, x2, y2 = BOX(at, map_stride_c, extra_at, extra_stride_c, x, y, valid, down_ratio, HAS_EXTRA)
+    out_ty = boxes_ptr.dtype.element_ty
+    tl.store(boxes_ptr + 4 * slot, tl.where(valid, x1, 0.0).to(out_ty), mask=inside)
+    tl.store(boxes_ptr + 4 * slot + 1, tl.where(valid, y1, 0.0).to(out_ty), mask=inside)
+    tl.store(boxes_ptr + 4 * slot + 2, tl.where(valid, x2, 0.0).to(out_ty), mask=inside)
+    tl.store(boxes_ptr + 4 * slot + 3, tl.where(valid, y2, 0.0).to(out_ty), mask=inside)
+    tl.store(scores_ptr + slot, score, mask=inside)
+    tl.store(labels_ptr + slot, tl.where(valid, index // plane, -1), mask=inside)
 
 
 @triton.jit
@@ -98,3 +152,23 @@ def top_peak_keys(heatmap: torch.Tensor, k: int) -> torch.Tensor:
     if taken < k:
         top = torch.cat([top, top.new_full((b, k - taken), PAD_KEY)], dim=1)
     return top
+
+
+def decode_peaks(heatmap: torch.Tensor, k: int, box, down_ratio: float, reg_map: torch.Tensor, extra=None):
+    """The decoders' common launcher: boxes [B, k, 4], scores [B, k] and labels [B, k] int64
+    of the k best peaks of every image, the boxes from the jit function `box` (see
+    decode_boxes_kernel) reading `reg_map` and the optional `extra` ([B, *, H, W] each)."""
+    heatmap = heatmap.contiguous()
+    b, c, h, w = heatmap.shape
+    keys = top_peak_keys(heatmap, k)
+    boxes = heatmap.new_empty((b, k, 4))
+    scores = heatmap.new_empty((b, k))
+    labels = torch.empty((b, k), dtype=torch.int64, device=heatmap.device)
+    total = b * k
+    second = reg_map if extra is None else extra
+    decode_boxes_kernel[(triton.cdiv(total, DECODE_BLOCK),)](
+        keys, heatmap, boxes, scores, labels, total, k, c * h * w, h * w, w,
+        reg_map, *reg_map.stride(), second, *second.stride(), down_ratio,
+        BOX=box, HAS_EXTRA=extra is not None, BLOCK=DECODE_BLOCK,
+    )  # fmt: skip
+    return boxes, scores, labels

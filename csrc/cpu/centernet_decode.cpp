@@ -50,25 +50,21 @@ void centernet_decode_cpu_impl(const at::Tensor& heat, const at::Tensor& wh,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> centernet_decode_cpu(
     const at::Tensor& heatmap, const at::Tensor& wh,
     const std::optional<at::Tensor>& offset, int64_t k, double down_ratio) {
-  TORCH_CHECK(heatmap.dim() == 4,
-              "centernet_decode: heatmap must be [B, C, H, W]");
+  check_decode_args("centernet_decode", heatmap, k);
   check_decode_map("centernet_decode", "wh", wh, heatmap, 2, false);
   if (offset.has_value()) {
     check_decode_map("centernet_decode", "offset", *offset, heatmap, 2, false);
   }
-  TORCH_CHECK(k > 0, "centernet_decode: k must be positive");
-  const int64_t batch = heatmap.size(0);
-  at::Tensor boxes = at::zeros({batch, k, 4}, heatmap.options());
-  at::Tensor scores = at::zeros({batch, k}, heatmap.options());
-  at::Tensor labels =
-      at::full({batch, k}, -1, heatmap.options().dtype(at::kLong));
-  if (heatmap.numel() == 0) return {boxes, scores, labels};
-  AT_DISPATCH_FLOATING_TYPES(
-      heatmap.scalar_type(), "centernet_decode_cpu", [&] {
-        centernet_decode_cpu_impl<scalar_t>(heatmap.contiguous(), wh, offset, k,
-                                            down_ratio, boxes, scores, labels);
+  return heatmap_peaks::decode_peaks(
+      heatmap, k,
+      [&](const at::Tensor& heat, at::Tensor& boxes, at::Tensor& scores,
+          at::Tensor& labels) {
+        AT_DISPATCH_FLOATING_TYPES(
+            heat.scalar_type(), "centernet_decode_cpu", [&] {
+              centernet_decode_cpu_impl<scalar_t>(
+                  heat, wh, offset, k, down_ratio, boxes, scores, labels);
+            });
       });
-  return {boxes, scores, labels};
 }
 
 }  // namespace

@@ -9,10 +9,10 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "cpu/heatmap_common.h"
 #include "heatmap_checks.h"
 #include "heatmap_targets.h"
 
@@ -35,30 +35,19 @@ void centernet_image(const T* boxes, const int64_t* labels, int64_t n,
     const T* b = boxes + 4 * k;
     const heatmap::CenternetBox<T> box = heatmap::centernet_box<T>(
         b[0], b[1], b[2], b[3], down_ratio, min_overlap, height, width);
-    // Out-of-range labels are rejected by the Python wrapper; skipping them
-    // here keeps direct torch.ops calls inside the heatmap.
-    if (!box.valid || labels[k] < 0 || labels[k] >= num_classes) {
+    if (!box.valid || !heatmap::known_label(labels[k], num_classes)) {
       continue;
     }
+    // One table serves both axes: g[d + r] is the factor at distance d.
     const int64_t r = box.radius;
-    const double sigma = static_cast<double>(2 * r + 1) / 6;
-    const double denom = 2 * sigma * sigma;
-    g.resize(2 * r + 1);
-    for (int64_t d = -r; d <= r; ++d) {
-      g[d + r] = std::exp(-static_cast<double>(d * d) / denom);
-    }
-    const int64_t x0 = std::max<int64_t>(box.ix - r, 0);
-    const int64_t x1 = std::min<int64_t>(box.ix + r, width - 1);
-    const int64_t y0 = std::max<int64_t>(box.iy - r, 0);
-    const int64_t y1 = std::min<int64_t>(box.iy + r, height - 1);
-    T* hm = heat + labels[k] * plane;
-    for (int64_t y = y0; y <= y1; ++y) {
-      const double g_y = g[y - box.iy + r];
-      T* row = hm + y * width;
-      for (int64_t x = x0; x <= x1; ++x) {
-        row[x] = std::max(row[x], static_cast<T>(g[x - box.ix + r] * g_y));
-      }
-    }
+    g.clear();
+    heatmap_cpu::gaussian_1d(-r, r, 0, r, g);
+    const heatmap::Window w =
+        heatmap::clip_window(box.ix, box.iy, r, r, height, width);
+    heatmap_cpu::paste_max(heat + labels[k] * plane, width, w.x0, w.y0,
+                           w.x1 - w.x0 + 1, w.y1 - w.y0 + 1,
+                           g.data() + (w.x0 - box.ix + r),
+                           g.data() + (w.y0 - box.iy + r));
     wh[2 * k] = box.w;
     wh[2 * k + 1] = box.h;
     offset[2 * k] = box.cx - static_cast<T>(box.ix);
@@ -73,13 +62,9 @@ centernet_targets_cpu(const at::Tensor& boxes, const at::Tensor& labels,
                       const at::Tensor& num_boxes, int64_t num_classes,
                       int64_t out_h, int64_t out_w, double down_ratio,
                       double min_overlap, int64_t max_objs) {
-  check_target_boxes("centernet_targets", boxes, labels, num_boxes);
-  TORCH_CHECK(num_classes > 0 && out_h > 0 && out_w > 0 && down_ratio > 0 &&
-                  max_objs > 0,
-              "centernet_targets: num_classes, output size, down_ratio and "
-              "max_objs must be positive");
-  TORCH_CHECK(min_overlap > 0 && min_overlap < 1,
-              "centernet_targets: min_overlap must lie in (0, 1)");
+  check_target_args("centernet_targets", boxes, labels, num_boxes, num_classes,
+                    out_h, out_w, down_ratio);
+  check_centernet_args(max_objs, min_overlap);
   const int64_t batch = boxes.size(0), slots = boxes.size(1);
   const auto opts = boxes.options();
   at::Tensor heat = at::empty({batch, num_classes, out_h, out_w}, opts);
@@ -97,7 +82,7 @@ centernet_targets_cpu(const at::Tensor& boxes, const at::Tensor& labels,
     const int64_t plane = out_h * out_w;
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = std::min(std::max<int64_t>(np[i], 0), slots);
+        const int64_t n = heatmap_cpu::image_boxes(np, i, slots);
         centernet_image<scalar_t>(
             bp + i * slots * 4, lp + i * slots, n, num_classes, out_h, out_w,
             static_cast<scalar_t>(down_ratio), min_overlap, max_objs,

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 namespace dets {
@@ -198,6 +199,24 @@ void decode_boxes(const at::Tensor& heat, int64_t k, at::Tensor& boxes,
       out_label[slot] = i / plane;
     }
   });
+}
+
+// The decoders' common launcher: boxes [B, k, 4], scores [B, k] and labels
+// [B, k] of the k best peaks of every image of `heatmap` (zeros and -1 for an
+// empty one). `launch(heat, boxes, scores, labels)` dispatches on the dtype
+// and calls decode_boxes.
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> decode_peaks(
+    const at::Tensor& heatmap, int64_t k, const Launch& launch) {
+  const int64_t batch = heatmap.size(0);
+  at::Tensor boxes = at::zeros({batch, k, 4}, heatmap.options());
+  at::Tensor scores = at::zeros({batch, k}, heatmap.options());
+  at::Tensor labels =
+      at::full({batch, k}, -1, heatmap.options().dtype(at::kLong));
+  if (heatmap.numel() > 0) {
+    launch(heatmap.contiguous(), boxes, scores, labels);
+  }
+  return {boxes, scores, labels};
 }
 
 }  // namespace heatmap_peaks

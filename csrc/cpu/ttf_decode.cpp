@@ -35,20 +35,17 @@ void ttf_decode_cpu_impl(const at::Tensor& heat, const at::Tensor& wh,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ttf_decode_cpu(
     const at::Tensor& heatmap, const at::Tensor& wh, int64_t k,
     double down_ratio) {
-  TORCH_CHECK(heatmap.dim() == 4, "ttf_decode: heatmap must be [B, C, H, W]");
+  check_decode_args("ttf_decode", heatmap, k);
   check_decode_map("ttf_decode", "wh", wh, heatmap, 4, false);
-  TORCH_CHECK(k > 0, "ttf_decode: k must be positive");
-  const int64_t batch = heatmap.size(0);
-  at::Tensor boxes = at::zeros({batch, k, 4}, heatmap.options());
-  at::Tensor scores = at::zeros({batch, k}, heatmap.options());
-  at::Tensor labels =
-      at::full({batch, k}, -1, heatmap.options().dtype(at::kLong));
-  if (heatmap.numel() == 0) return {boxes, scores, labels};
-  AT_DISPATCH_FLOATING_TYPES(heatmap.scalar_type(), "ttf_decode_cpu", [&] {
-    ttf_decode_cpu_impl<scalar_t>(heatmap.contiguous(), wh, k, down_ratio,
-                                  boxes, scores, labels);
-  });
-  return {boxes, scores, labels};
+  return heatmap_peaks::decode_peaks(
+      heatmap, k,
+      [&](const at::Tensor& heat, at::Tensor& boxes, at::Tensor& scores,
+          at::Tensor& labels) {
+        AT_DISPATCH_FLOATING_TYPES(heat.scalar_type(), "ttf_decode_cpu", [&] {
+          ttf_decode_cpu_impl<scalar_t>(heat, wh, k, down_ratio, boxes, scores,
+                                        labels);
+        });
+      });
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/heatmap_common.h"
 #include "cpu/page_advice.h"
 #include "heatmap_checks.h"
 #include "heatmap_targets.h"
@@ -62,20 +63,6 @@ double area_weight(T area, int64_t area_process) {
   }
 }
 
-// Appends exp(-d^2 / (2 sigma^2)) for d = lo - c .. hi - c; returns the sum.
-double gaussian_1d(int64_t lo, int64_t hi, int64_t c, int64_t r,
-                   std::vector<double>& out) {
-  const double sigma = static_cast<double>(2 * r + 1) / 6;
-  const double denom = 2 * sigma * sigma;
-  double sum = 0;
-  for (int64_t i = lo; i <= hi; ++i) {
-    const double d = static_cast<double>(i - c);
-    out.push_back(std::exp(-(d * d) / denom));
-    sum += out.back();
-  }
-  return sum;
-}
-
 template <typename T>
 void plan_image(const T* boxes, const int64_t* labels, int64_t n,
                 int64_t num_classes, int64_t height, int64_t width,
@@ -88,23 +75,21 @@ void plan_image(const T* boxes, const int64_t* labels, int64_t n,
     T area;
     const heatmap::TtfBox box = heatmap::ttf_box<T>(
         b[0], b[1], b[2], b[3], down_ratio, alpha, height, width, &area);
-    // Out-of-range labels are rejected by the Python wrapper; skipping them
-    // here keeps direct torch.ops calls inside the heatmap.
-    if (!box.valid || labels[j] < 0 || labels[j] >= num_classes) {
+    if (!box.valid || !heatmap::known_label(labels[j], num_classes)) {
       continue;
     }
-    const int64_t x0 = std::max<int64_t>(box.cx - box.rw, 0);
-    const int64_t x1 = std::min<int64_t>(box.cx + box.rw, width - 1);
-    const int64_t y0 = std::max<int64_t>(box.cy - box.rh, 0);
-    const int64_t y1 = std::min<int64_t>(box.cy + box.rh, height - 1);
-    if (x0 > x1 || y0 > y1) {
+    const heatmap::Window w =
+        heatmap::clip_window(box.cx, box.cy, box.rw, box.rh, height, width);
+    if (w.x0 > w.x1 || w.y0 > w.y1) {
       continue;
     }
     const int64_t table = static_cast<int64_t>(plan.table.size());
-    const double sx = gaussian_1d(x0, x1, box.cx, box.rw, plan.table);
-    const double sy = gaussian_1d(y0, y1, box.cy, box.rh, plan.table);
+    const double sx =
+        heatmap_cpu::gaussian_1d(w.x0, w.x1, box.cx, box.rw, plan.table);
+    const double sy =
+        heatmap_cpu::gaussian_1d(w.y0, w.y1, box.cy, box.rh, plan.table);
     plan.by_area.push_back(
-        {area, j, labels[j], x0, y0, x1 - x0 + 1, y1 - y0 + 1,
+        {area, j, labels[j], w.x0, w.y0, w.x1 - w.x0 + 1, w.y1 - w.y0 + 1,
          area_weight<T>(area, area_process) / (sx * sy), table});
   }
   // Largest first; equal areas by decreasing index, so the smallest area and
@@ -137,13 +122,7 @@ void draw_heat_plane(const ImagePlan<T>& plan, int64_t c, int64_t width,
   for (int64_t s = plan.class_start[c]; s < plan.class_start[c + 1]; ++s) {
     const Window<T>& d = plan.by_area[plan.by_class[s]];
     const double* gx = plan.table.data() + d.table;
-    const double* gy = gx + d.w;
-    T* row = heat + d.y0 * width + d.x0;
-    for (int64_t y = 0; y < d.h; ++y, row += width) {
-      for (int64_t x = 0; x < d.w; ++x) {
-        row[x] = std::max(row[x], static_cast<T>(gx[x] * gy[y]));
-      }
-    }
+    heatmap_cpu::paste_max(heat, width, d.x0, d.y0, d.w, d.h, gx, gx + d.w);
   }
 }
 
@@ -172,10 +151,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttf_targets_cpu(
     const at::Tensor& boxes, const at::Tensor& labels,
     const at::Tensor& num_boxes, int64_t num_classes, int64_t out_h,
     int64_t out_w, double down_ratio, double alpha, int64_t area_process) {
-  check_target_boxes("ttf_targets", boxes, labels, num_boxes);
-  TORCH_CHECK(num_classes > 0 && out_h > 0 && out_w > 0 && down_ratio > 0,
-              "ttf_targets: num_classes, output size and down_ratio must be "
-              "positive");
+  check_target_args("ttf_targets", boxes, labels, num_boxes, num_classes, out_h,
+                    out_w, down_ratio);
   const int64_t batch = boxes.size(0), slots = boxes.size(1);
   const auto opts = boxes.options();
   at::Tensor heat = at::empty({batch, num_classes, out_h, out_w}, opts);
@@ -216,7 +193,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ttf_targets_cpu(
       for (int64_t task = begin; task < end; ++task) {
         const int64_t i = task / parts, c = task % parts;
         if (i != planned) {
-          const int64_t n = std::min(std::max<int64_t>(np[i], 0), slots);
+          const int64_t n = heatmap_cpu::image_boxes(np, i, slots);
           plan_image<scalar_t>(
               bp + i * slots * 4, lp + i * slots, n, num_classes, out_h, out_w,
               static_cast<scalar_t>(down_ratio), static_cast<scalar_t>(alpha),

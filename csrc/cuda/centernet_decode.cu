@@ -40,23 +40,19 @@ struct CenterNetBoxWriter {
     const acc_t half_w = static_cast<acc_t>(at[0]) * acc_t(0.5);
     const acc_t half_h = static_cast<acc_t>(at[wst.c]) * acc_t(0.5);
     const acc_t d = static_cast<acc_t>(down_ratio);
-    box[0] = static_cast<scalar_t>((cx - half_w) * d);
-    box[1] = static_cast<scalar_t>((cy - half_h) * d);
-    box[2] = static_cast<scalar_t>((cx + half_w) * d);
-    box[3] = static_cast<scalar_t>((cy + half_h) * d);
+    heatmap_peaks_cuda::store_box(box, (cx - half_w) * d, (cy - half_h) * d,
+                                  (cx + half_w) * d, (cy + half_h) * d);
   }
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> centernet_decode_cuda(
     const at::Tensor& heatmap, const at::Tensor& wh,
     const std::optional<at::Tensor>& offset, int64_t k, double down_ratio) {
-  TORCH_CHECK(heatmap.dim() == 4,
-              "centernet_decode: heatmap must be [B, C, H, W]");
+  check_decode_args("centernet_decode", heatmap, k);
   check_decode_map("centernet_decode", "wh", wh, heatmap, 2, true);
   if (offset.has_value()) {
     check_decode_map("centernet_decode", "offset", *offset, heatmap, 2, true);
   }
-  TORCH_CHECK(k > 0, "centernet_decode: k must be positive");
   return heatmap_peaks_cuda::decode_peaks(
       heatmap, k,
       [&](const at::Tensor& heat, const at::Tensor& keys, at::Tensor& boxes,

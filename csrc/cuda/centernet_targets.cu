@@ -1,35 +1,39 @@
-// CenterNet (ctdet) training targets on the GPU: two launches, no atomics,
-// no host sync, deterministic.
+// CenterNet (ctdet) training targets on the GPU, in the two launches of
+// cuda/heatmap_common.cuh:
 //   1. centernet_box_kernel, one thread per object slot (image, k <
 //      max_objs): validity, clamped box, radius (float64, the corrected
-//      quadratics) and centre (heatmap_targets.h, the same code as the CPU);
-//      writes wh, offset, index and mask of the slot and the clipped window.
-//   2. centernet_draw_kernel, one 32 x 8 block per (image, pixel tile): each
-//      thread owns one pixel, zeroes it in every class plane (the heatmap is
-//      written once, coalesced, with no separate memset), then walks the
-//      image's slots staged in shared memory; windows missing the tile are
-//      skipped by the whole block, the rest max-merge their Gaussian.
+//      quadratics) and centre; writes wh, offset, index and mask of the slot
+//      and the clipped window.
+//   2. centernet_draw_kernel: draw_heat max-merges the Gaussians.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "cuda/heatmap_common.cuh"
 #include "heatmap_checks.h"
 #include "heatmap_targets.h"
 
 namespace dets {
 namespace {
 
-constexpr int kTileW = 32;
-constexpr int kTileH = 8;
-constexpr int kStage = kTileW * kTileH;
-constexpr int kBoxThreads = 128;
+using heatmap_cuda::kBoxThreads;
+using heatmap_cuda::kTileH;
+using heatmap_cuda::kTileW;
 
 struct CenternetParams {
-  int32_t x0, x1, y0, y1, cx, cy;  // window (empty: x0 > x1) and centre
-  int32_t label;
+  heatmap_cuda::WindowRecord win;
   float a;  // G = exp(-(dx^2 + dy^2) a)
+
+  __device__ float gaussian(float dx, float dy) const {
+    return expf(-(dx * dx + dy * dy) * a);
+  }
+};
+
+// CenterNet's pixels keep nothing but the heatmap.
+struct HeatOnly {
+  __device__ void operator()(const CenternetParams&, int64_t, float) const {}
 };
 
 template <typename scalar_t>
@@ -40,13 +44,13 @@ __global__ void centernet_box_kernel(
     float down_ratio, double min_overlap, scalar_t* __restrict__ wh,
     scalar_t* __restrict__ offset, int64_t* __restrict__ index,
     scalar_t* __restrict__ mask, CenternetParams* __restrict__ params) {
-  const int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (s >= total) {
+  const int64_t s = heatmap_cuda::box_slot(total);
+  if (s < 0) {
     return;
   }
   const int64_t b = s / max_objs, k = s % max_objs;
   const int64_t n = num_boxes[b] < slots ? num_boxes[b] : slots;
-  CenternetParams p{1, 0, 1, 0, 0, 0, 0, 0.f};
+  CenternetParams p{heatmap_cuda::kEmptyWindow, 0.f};
   heatmap::CenternetBox<float> box{false, 0.f, 0.f, 0.f, 0.f, 0, 0, 0};
   int64_t label = -1;
   if (k < n) {
@@ -57,20 +61,10 @@ __global__ void centernet_box_kernel(
         static_cast<float>(src[2]), static_cast<float>(src[3]), down_ratio,
         min_overlap, height, width);
   }
-  if (box.valid && label >= 0 && label < num_classes) {
-    const int64_t r = box.radius;
-    p.x0 = static_cast<int32_t>(box.ix - r > 0 ? box.ix - r : 0);
-    p.x1 =
-        static_cast<int32_t>(box.ix + r < width - 1 ? box.ix + r : width - 1);
-    p.y0 = static_cast<int32_t>(box.iy - r > 0 ? box.iy - r : 0);
-    p.y1 =
-        static_cast<int32_t>(box.iy + r < height - 1 ? box.iy + r : height - 1);
-    p.cx = static_cast<int32_t>(box.ix);
-    p.cy = static_cast<int32_t>(box.iy);
-    p.label = static_cast<int32_t>(label);
-    // exp(-d^2 / (2 sigma^2)) with sigma = (2r+1)/6: exp(-d^2 18 / (2r+1)^2).
-    const float d = static_cast<float>(2 * r + 1);
-    p.a = 18.f / (d * d);
+  if (box.valid && heatmap::known_label(label, num_classes)) {
+    p.win = heatmap_cuda::make_window(box.ix, box.iy, box.radius, box.radius,
+                                      label, height, width);
+    p.a = heatmap_cuda::gaussian_coef(box.radius);
     wh[2 * s] = static_cast<scalar_t>(box.w);
     wh[2 * s + 1] = static_cast<scalar_t>(box.h);
     offset[2 * s] = static_cast<scalar_t>(box.cx - static_cast<float>(box.ix));
@@ -92,47 +86,11 @@ __global__ void centernet_draw_kernel(
     const CenternetParams* __restrict__ params, int64_t max_objs,
     int64_t num_classes, int64_t height, int64_t width,
     scalar_t* __restrict__ heat) {
-  __shared__ CenternetParams stage[kStage];
   const int64_t b = blockIdx.z;
-  const int32_t tx0 = blockIdx.x * kTileW, ty0 = blockIdx.y * kTileH;
-  const int32_t x = tx0 + threadIdx.x, y = ty0 + threadIdx.y;
-  const int tid = threadIdx.y * kTileW + threadIdx.x;
-  const bool inside = x < width && y < height;
-  const int64_t plane = height * width;
-  const int64_t pix = static_cast<int64_t>(y) * width + x;
-  scalar_t* heat_b = heat + b * num_classes * plane;
-  if (inside) {
-    for (int64_t c = 0; c < num_classes; ++c) {
-      heat_b[c * plane + pix] = scalar_t(0);
-    }
-  }
-  const CenternetParams* params_b = params + b * max_objs;
-  for (int64_t base = 0; base < max_objs; base += kStage) {
-    const int64_t count = max_objs - base < kStage ? max_objs - base : kStage;
-    __syncthreads();
-    if (tid < count) {
-      stage[tid] = params_b[base + tid];
-    }
-    __syncthreads();
-    for (int64_t k = 0; k < count; ++k) {
-      const CenternetParams& p = stage[k];
-      if (p.x0 > p.x1 || p.y0 > p.y1 || p.x1 < tx0 || p.x0 >= tx0 + kTileW ||
-          p.y1 < ty0 || p.y0 >= ty0 + kTileH) {
-        continue;  // uniform across the block
-      }
-      if (!inside || x < p.x0 || x > p.x1 || y < p.y0 || y > p.y1) {
-        continue;
-      }
-      const float dx = static_cast<float>(x - p.cx);
-      const float dy = static_cast<float>(y - p.cy);
-      const scalar_t g =
-          static_cast<scalar_t>(expf(-(dx * dx + dy * dy) * p.a));
-      scalar_t* h = heat_b + p.label * plane + pix;
-      if (g > *h) {
-        *h = g;
-      }
-    }
-  }
+  HeatOnly visit;
+  heatmap_cuda::draw_heat(params + b * max_objs, max_objs, num_classes, height,
+                          width, heatmap_cuda::tile_pixel(height, width),
+                          heat + b * num_classes * height * width, visit);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
@@ -140,13 +98,9 @@ centernet_targets_cuda(const at::Tensor& boxes, const at::Tensor& labels,
                        const at::Tensor& num_boxes, int64_t num_classes,
                        int64_t out_h, int64_t out_w, double down_ratio,
                        double min_overlap, int64_t max_objs) {
-  check_target_boxes("centernet_targets", boxes, labels, num_boxes);
-  TORCH_CHECK(num_classes > 0 && out_h > 0 && out_w > 0 && down_ratio > 0 &&
-                  max_objs > 0,
-              "centernet_targets: num_classes, output size, down_ratio and "
-              "max_objs must be positive");
-  TORCH_CHECK(min_overlap > 0 && min_overlap < 1,
-              "centernet_targets: min_overlap must lie in (0, 1)");
+  check_target_args("centernet_targets", boxes, labels, num_boxes, num_classes,
+                    out_h, out_w, down_ratio);
+  check_centernet_args(max_objs, min_overlap);
   check_cuda_target_grid("centernet_targets", boxes, out_h, out_w, kTileH);
   c10::cuda::CUDAGuard guard(boxes.device());
   const int64_t batch = boxes.size(0), slots = boxes.size(1);
@@ -163,28 +117,26 @@ centernet_targets_cuda(const at::Tensor& boxes, const at::Tensor& labels,
   const at::Tensor l = labels.contiguous();
   const at::Tensor nb = num_boxes.contiguous();
   const int64_t total = batch * max_objs;
-  at::Tensor params =
-      at::empty({total * static_cast<int64_t>(sizeof(CenternetParams))},
-                opts.dtype(at::kByte));
-  auto* pp = reinterpret_cast<CenternetParams*>(params.data_ptr<uint8_t>());
+  at::Tensor storage;
+  CenternetParams* pp =
+      heatmap_cuda::params_buffer<CenternetParams>(total, opts, storage);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, boxes.scalar_type(), "centernet_targets_cuda",
       [&] {
-        const int64_t blocks = (total + kBoxThreads - 1) / kBoxThreads;
-        centernet_box_kernel<scalar_t><<<blocks, kBoxThreads, 0, stream>>>(
-            b.data_ptr<scalar_t>(), l.data_ptr<int64_t>(),
-            nb.data_ptr<int64_t>(), total, slots, max_objs, num_classes, out_h,
-            out_w, static_cast<float>(down_ratio), min_overlap,
-            wh.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
-            index.data_ptr<int64_t>(), mask.data_ptr<scalar_t>(), pp);
+        centernet_box_kernel<scalar_t>
+            <<<heatmap_cuda::box_blocks(total), kBoxThreads, 0, stream>>>(
+                b.data_ptr<scalar_t>(), l.data_ptr<int64_t>(),
+                nb.data_ptr<int64_t>(), total, slots, max_objs, num_classes,
+                out_h, out_w, static_cast<float>(down_ratio), min_overlap,
+                wh.data_ptr<scalar_t>(), offset.data_ptr<scalar_t>(),
+                index.data_ptr<int64_t>(), mask.data_ptr<scalar_t>(), pp);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        const dim3 grid((out_w + kTileW - 1) / kTileW,
-                        (out_h + kTileH - 1) / kTileH, batch);
         centernet_draw_kernel<scalar_t>
-            <<<grid, dim3(kTileW, kTileH), 0, stream>>>(
-                pp, max_objs, num_classes, out_h, out_w,
-                heat.data_ptr<scalar_t>());
+            <<<heatmap_cuda::draw_grid(batch, out_h, out_w),
+               dim3(kTileW, kTileH), 0, stream>>>(pp, max_objs, num_classes,
+                                                  out_h, out_w,
+                                                  heat.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return {heat, wh, offset, index, mask};

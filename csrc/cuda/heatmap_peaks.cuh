@@ -282,6 +282,16 @@ inline MapStrides map_strides(const at::Tensor& map) {
   return {map.stride(0), map.stride(1), map.stride(2), map.stride(3)};
 }
 
+// Writes a BoxWriter's box, computed in acc_t, in the output type.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void store_box(scalar_t* box, acc_t x1, acc_t y1,
+                                          acc_t x2, acc_t y2) {
+  box[0] = static_cast<scalar_t>(x1);
+  box[1] = static_cast<scalar_t>(y1);
+  box[2] = static_cast<scalar_t>(x2);
+  box[3] = static_cast<scalar_t>(y2);
+}
+
 // One thread per [batch, k] output slot of the decoders. Padding gets a zero
 // box, score 0 and label -1; a peak's score and class come from its key, and
 // `write_box(b, y, x, box)` fills its box from the op's own regression maps,

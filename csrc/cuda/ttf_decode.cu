@@ -29,19 +29,18 @@ struct TtfBoxWriter {
     const acc_t d = static_cast<acc_t>(down_ratio);
     const acc_t cx = static_cast<acc_t>(x) * d;
     const acc_t cy = static_cast<acc_t>(y) * d;
-    box[0] = static_cast<scalar_t>(cx - static_cast<acc_t>(at[0]));
-    box[1] = static_cast<scalar_t>(cy - static_cast<acc_t>(at[st.c]));
-    box[2] = static_cast<scalar_t>(cx + static_cast<acc_t>(at[2 * st.c]));
-    box[3] = static_cast<scalar_t>(cy + static_cast<acc_t>(at[3 * st.c]));
+    heatmap_peaks_cuda::store_box(box, cx - static_cast<acc_t>(at[0]),
+                                  cy - static_cast<acc_t>(at[st.c]),
+                                  cx + static_cast<acc_t>(at[2 * st.c]),
+                                  cy + static_cast<acc_t>(at[3 * st.c]));
   }
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ttf_decode_cuda(
     const at::Tensor& heatmap, const at::Tensor& wh, int64_t k,
     double down_ratio) {
-  TORCH_CHECK(heatmap.dim() == 4, "ttf_decode: heatmap must be [B, C, H, W]");
+  check_decode_args("ttf_decode", heatmap, k);
   check_decode_map("ttf_decode", "wh", wh, heatmap, 4, true);
-  TORCH_CHECK(k > 0, "ttf_decode: k must be positive");
   return heatmap_peaks_cuda::decode_peaks(
       heatmap, k,
       [&](const at::Tensor& heat, const at::Tensor& keys, at::Tensor& boxes,

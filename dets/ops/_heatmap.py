@@ -6,6 +6,15 @@ turns either form into the padded form every kernel reads:
     boxes      [B, M, 4]  float, (x1, y1, x2, y2) in input pixels
     labels     [B, M]     int64, 0-based
     num_boxes  [B]        int64: slots j >= num_boxes[b] of image b are padding
+
+The ops' ``gt_boxes`` is a list of B float tensors [Mi, 4] or one padded tensor [B, M, 4]
+(then their ``num_boxes`` gives the real boxes per image; None means all M); ``gt_labels``
+the matching integer labels, a list of [Mi] or one [B, M], in [0, num_classes) for every
+real box. Box dtypes: float32/float64 on CPU, float32/float16/bfloat16 on CUDA.
+
+Every implementation of a target op (reference, Triton, the compiled kernels) is called the
+same way, f(boxes, labels, num_boxes, num_classes, out_h, out_w, down_ratio, *params) with
+the op's own scalars last (its schema in csrc/<op>.cpp); ``run_targets`` picks one.
 """
 
 import math
@@ -32,6 +41,37 @@ def choose_backend(op: str, boxes: torch.Tensor) -> str:
         names = ", ".join(str(d).removeprefix("torch.") for d in KERNEL_DTYPES[backend])
         raise TypeError(f"gt_boxes has dtype {boxes.dtype}; the {backend} backend takes {names}")
     return backend
+
+
+def register_fakes(op: str, triton, fake) -> None:
+    """Registers `fake` (the outputs' shapes) for op's Triton custom op and compiled op."""
+    triton.register_fake(fake)
+    if _backend.extension_loaded():
+        torch.library.register_fake(f"dets::{op}")(fake)
+
+
+def check_target_args(num_classes, output_size, down_ratio) -> tuple[int, int, int, float]:
+    """(num_classes, out_h, out_w, down_ratio), validated: the arguments every target op takes."""
+    num_classes = check_positive_int("num_classes", num_classes)
+    out_h, out_w = check_output_size(output_size)
+    return num_classes, out_h, out_w, check_down_ratio(down_ratio)
+
+
+def run_targets(op: str, reference, triton, fake, gt_boxes, gt_labels, num_boxes, num_classes: int, *args):
+    """Target op `op` on the ground truth (either form; see ``batch_gt``) on the backend
+    chosen for it; `args` are (out_h, out_w, down_ratio, *params), already validated, and
+    `reference`, `triton` and `fake` (the empty outputs of an empty batch) the op's
+    implementations besides torch.ops.dets.<op>."""
+    boxes, labels, num = batch_gt(gt_boxes, gt_labels, num_boxes, num_classes)
+    backend = choose_backend(op, boxes)
+    if boxes.shape[0] == 0:
+        impl = fake
+    elif backend == "torch":
+        impl = reference
+    else:
+        boxes = boxes.contiguous()
+        impl = triton if backend == "triton" else getattr(torch.ops.dets, op)
+    return impl(boxes, labels, num, num_classes, *args)
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float) -> float:

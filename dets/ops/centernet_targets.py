@@ -7,8 +7,10 @@ Conventions (shared by every backend):
     slots   Slot k of image b holds box k (input order, no compaction); boxes k >= max_objs
             are ignored entirely (heatmap included), as in ctdet.
     box     divided by down_ratio, x clamped to [0, W-1] and y to [0, H-1]; w, h its sides.
-            A box is skipped (slot left zero, nothing drawn) unless its coordinates are finite
-            and w > 0 and h > 0 there: zero-size boxes and boxes wholly outside the map.
+            A box is skipped (slot left zero, nothing drawn) unless its coordinates lie in
+            [-2^30, 2^30] (not NaN, not ±inf; the rule of ``ttf_targets``, so an absurd box
+            such as ±1e30 is dropped rather than stretched over the map) and w > 0 and
+            h > 0 there: zero-size boxes and boxes wholly outside the map.
     radius  max(0, int(gaussian_radius(ceil(h), ceil(w), min_overlap))) in float64, with the
             three quadratics solved properly (``dets.ops._heatmap.gaussian_radius``, as in
             mmdetection), not CenterNet's original expression, a known bug.
@@ -29,7 +31,7 @@ import torch
 
 from . import _backend
 from ._checks import check_float_arg
-from ._heatmap import batch_gt, check_down_ratio, check_output_size, check_positive_int, choose_backend
+from ._heatmap import check_positive_int, check_target_args, register_fakes, run_targets
 from .reference import centernet_targets as _reference
 
 _backend.register_op("centernet_targets")
@@ -66,9 +68,7 @@ def _centernet_targets_fake(boxes, labels, num_boxes, num_classes, out_h, out_w,
     )
 
 
-_centernet_targets_triton.register_fake(_centernet_targets_fake)
-if _backend.extension_loaded():
-    torch.library.register_fake("dets::centernet_targets")(_centernet_targets_fake)
+register_fakes("centernet_targets", _centernet_targets_triton, _centernet_targets_fake)
 
 
 def centernet_targets(
@@ -84,11 +84,8 @@ def centernet_targets(
     """CenterNet's heatmap, size, offset, index and mask targets for a batch.
 
     Args:
-        gt_boxes: a list of B float tensors [Mi, 4], or one padded tensor [B, M, 4] (then
-            ``num_boxes`` gives the real boxes per image; None means all M). (x1, y1, x2, y2)
-            in input pixels. float32/float64 on CPU, float32/float16/bfloat16 on CUDA.
-        gt_labels: matching integer labels, a list of [Mi] or one [B, M]; 0-based, in
-            [0, num_classes) for every real box.
+        gt_boxes, gt_labels: the ground truth as per-image lists [Mi, 4] and [Mi], or as a
+            padded batch (see ``dets.ops._heatmap`` for both forms and the dtypes).
         num_classes: C, the heatmap channels.
         output_size: (H, W) of the output map.
         down_ratio: input pixels per output cell (the output stride).
@@ -100,25 +97,13 @@ def centernet_targets(
         dict with heatmap [B, C, H, W], wh [B, K, 2], offset [B, K, 2], index [B, K] int64
         and mask [B, K]; floats in gt_boxes' dtype, all on its device.
     """
-    num_classes = check_positive_int("num_classes", num_classes)
-    out_h, out_w = check_output_size(output_size)
-    down_ratio = check_down_ratio(down_ratio)
+    num_classes, out_h, out_w, down_ratio = check_target_args(num_classes, output_size, down_ratio)
     max_objs = check_positive_int("max_objs", max_objs)
     min_overlap = check_float_arg("min_overlap", min_overlap, low=0.0, high=1.0)
     if not 0 < min_overlap < 1:
         raise ValueError(f"min_overlap must lie in (0, 1), got {min_overlap}")
-    boxes, labels, num = batch_gt(gt_boxes, gt_labels, num_boxes, num_classes)
-    backend = choose_backend("centernet_targets", boxes)
-    args = (boxes, labels, num, num_classes, out_h, out_w, down_ratio, min_overlap, max_objs)
-    if boxes.shape[0] == 0:
-        return dict(zip(_KEYS, _centernet_targets_fake(*args), strict=True))
-    if backend == "torch":
-        return _reference.centernet_targets(
-            boxes, labels, num, num_classes, (out_h, out_w), down_ratio, min_overlap, max_objs
-        )
-    args = (boxes.contiguous(), *args[1:])
-    if backend == "triton":
-        outputs = _centernet_targets_triton(*args)
-    else:
-        outputs = torch.ops.dets.centernet_targets(*args)
+    outputs = run_targets(
+        "centernet_targets", _reference.centernet_targets, _centernet_targets_triton, _centernet_targets_fake,
+        gt_boxes, gt_labels, num_boxes, num_classes, out_h, out_w, down_ratio, min_overlap, max_objs,
+    )  # fmt: skip
     return dict(zip(_KEYS, outputs, strict=True))

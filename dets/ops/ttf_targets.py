@@ -9,7 +9,8 @@ Conventions (shared by every backend):
     radii   the box divided by down_ratio, x clamped to [0, W-1] and y to [0, H-1], gives
             w', h'; r_w = int(w' / 2 · alpha), r_h = int(h' / 2 · alpha).
     centre  c = int((x1 + x2) / 2 / down_ratio), likewise y, from the *unclamped* box
-            (truncation toward zero; values beyond ±2^30 are clamped first).
+            (truncation toward zero; values beyond ±2^30 are clamped first, which only
+            matters for down_ratio < 1).
     Gaussian G(x, y) = exp(-((x-cx)²/(2σx²) + (y-cy)²/(2σy²))), σ = (2r+1)/6 per axis, on
             the window [cx-r_w, cx+r_w] × [cy-r_h, cy+r_h] cut to the map (the support; G
             never falls below exp(-9) there, so the original's eps·max cut-off never bites).
@@ -20,9 +21,12 @@ Conventions (shared by every backend):
     box_target is that box's original (x1, y1, x2, y2), -1 where no support reaches.
     reg_weight is G · A / ΣG, ΣG over the box's own support (ignoring overwrites), with
     A = log(area) ("log"), sqrt(area) ("sqrt"), 1 ("norm") or area ("none"); 0 elsewhere.
-    Invalid boxes, drawn nowhere: a non-finite coordinate, or x2 < x1, or y2 < y1. Zero-area
-    boxes (x1 == x2 and/or y1 == y2) are valid: area >= 1, radius 0 or more, a peak of 1 at
-    their centre. Boxes partly outside the map draw the part of their window inside it.
+    Invalid boxes, drawn nowhere: a coordinate that is NaN or outside [-2^30, 2^30] (which
+    includes ±inf; absurd values such as ±1e30 would otherwise make the area, its log and
+    reg_weight infinite), or x2 < x1, or y2 < y1; float32 and float64 outputs are finite.
+    Zero-area boxes (x1 == x2 and/or y1 == y2) are valid: area >= 1, radius 0 or more, a
+    peak of 1 at their centre. Boxes partly outside the map draw the part of their window
+    inside it.
     The Gaussians are evaluated in float64 on the CPU and by the reference, in float32 on
     CUDA and Triton (differences of a few float32 ulps).
 
@@ -35,12 +39,11 @@ import torch
 
 from . import _backend
 from ._checks import check_float_arg
-from ._heatmap import batch_gt, check_down_ratio, check_output_size, check_positive_int, choose_backend
+from ._heatmap import check_target_args, register_fakes, run_targets
 from .reference import ttf_targets as _reference
+from .reference.ttf_targets import AREA_PROCESSES
 
 _backend.register_op("ttf_targets")
-
-AREA_PROCESSES = ("log", "sqrt", "norm", "none")
 
 
 @torch.library.custom_op("dets::ttf_targets_triton", mutates_args=())
@@ -68,9 +71,7 @@ def _ttf_targets_fake(boxes, labels, num_boxes, num_classes, out_h, out_w, down_
     )
 
 
-_ttf_targets_triton.register_fake(_ttf_targets_fake)
-if _backend.extension_loaded():
-    torch.library.register_fake("dets::ttf_targets")(_ttf_targets_fake)
+register_fakes("ttf_targets", _ttf_targets_triton, _ttf_targets_fake)
 
 
 def ttf_targets(
@@ -86,11 +87,8 @@ def ttf_targets(
     """TTFNet's heatmap, box and regression-weight targets for a batch.
 
     Args:
-        gt_boxes: a list of B float tensors [Mi, 4], or one padded tensor [B, M, 4] (then
-            ``num_boxes`` gives the real boxes per image; None means all M). (x1, y1, x2, y2)
-            in input pixels. float32/float64 on CPU, float32/float16/bfloat16 on CUDA.
-        gt_labels: matching integer labels, a list of [Mi] or one [B, M]; 0-based, in
-            [0, num_classes) for every real box.
+        gt_boxes, gt_labels: the ground truth, per-image lists or one padded batch (the
+            forms and dtypes of ``dets.ops._heatmap``); labels 0-based in [0, C).
         num_classes: C, the heatmap channels.
         output_size: (H, W) of the output map.
         down_ratio: input pixels per output cell (the output stride).
@@ -102,22 +100,14 @@ def ttf_targets(
         heatmap [B, C, H, W], box_target [B, 4, H, W], reg_weight [B, 1, H, W], all in
         gt_boxes' dtype on its device.
     """
-    num_classes = check_positive_int("num_classes", num_classes)
-    out_h, out_w = check_output_size(output_size)
-    down_ratio = check_down_ratio(down_ratio)
+    num_classes, out_h, out_w, down_ratio = check_target_args(num_classes, output_size, down_ratio)
     alpha = check_float_arg("alpha", alpha, low=0.0, high=1.0)
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
     if area_process not in AREA_PROCESSES:
         raise ValueError(f"area_process must be one of {AREA_PROCESSES}, got {area_process!r}")
-    boxes, labels, num = batch_gt(gt_boxes, gt_labels, num_boxes, num_classes)
-    backend = choose_backend("ttf_targets", boxes)
     code = AREA_PROCESSES.index(area_process)
-    if boxes.shape[0] == 0:
-        return _ttf_targets_fake(boxes, labels, num, num_classes, out_h, out_w, down_ratio, alpha, code)
-    if backend == "torch":
-        return _reference.ttf_targets(boxes, labels, num, num_classes, (out_h, out_w), down_ratio, alpha, area_process)
-    boxes = boxes.contiguous()
-    if backend == "triton":
-        return _ttf_targets_triton(boxes, labels, num, num_classes, out_h, out_w, down_ratio, alpha, code)
-    return torch.ops.dets.ttf_targets(boxes, labels, num, num_classes, out_h, out_w, down_ratio, alpha, code)
+    return run_targets(
+        "ttf_targets", _reference.ttf_targets, _ttf_targets_triton, _ttf_targets_fake,
+        gt_boxes, gt_labels, num_boxes, num_classes, out_h, out_w, down_ratio, alpha, code,
+    )  # fmt: skip

@@ -9,26 +9,18 @@ import math
 import torch
 
 from .._heatmap import gaussian_radius
+from ._heatmap import compute_dtype, grid_box, sane_box
 
 
-def centernet_targets(
-    boxes: torch.Tensor,
-    labels: torch.Tensor,
-    num_boxes: torch.Tensor,
-    num_classes: int,
-    output_size: tuple[int, int],
-    down_ratio: float,
-    min_overlap: float,
-    max_objs: int,
-):
-    """boxes [B, M, 4], labels [B, M] int64, num_boxes [B] int64 (padded form).
+def centernet_targets(boxes, labels, num_boxes, num_classes, height, width, down_ratio, min_overlap, max_objs):
+    """boxes [B, M, 4], labels [B, M] int64, num_boxes [B] int64 (padded form); the map is
+    height x width (ints); down_ratio and min_overlap are floats, max_objs an int.
 
     Returns (heatmap [B, C, H, W], wh [B, K, 2], offset [B, K, 2], index [B, K] int64,
     mask [B, K]) with K = max_objs; float outputs in boxes' dtype, on boxes' device.
     """
     batch = boxes.shape[0]
-    height, width = output_size
-    ct = torch.float64 if boxes.dtype == torch.float64 else torch.float32
+    ct = compute_dtype(boxes)
     dr = torch.tensor(down_ratio, dtype=ct)
     heatmap = torch.zeros(batch, num_classes, height, width, dtype=torch.float64)
     wh = torch.zeros(batch, max_objs, 2, dtype=ct)
@@ -38,11 +30,9 @@ def centernet_targets(
     boxes_cpu = boxes.detach().cpu()
     for b in range(batch):
         for k in range(min(int(num_boxes[b]), max_objs)):
-            if not bool(torch.isfinite(boxes_cpu[b, k]).all()):
+            if not sane_box(boxes_cpu[b, k]):
                 continue
-            x1, y1, x2, y2 = boxes_cpu[b, k].to(ct)
-            fx1, fx2 = ((v / dr).clamp(0, width - 1) for v in (x1, x2))
-            fy1, fy2 = ((v / dr).clamp(0, height - 1) for v in (y1, y2))
+            fx1, fy1, fx2, fy2 = grid_box(boxes_cpu[b, k].to(ct), dr, height, width)
             w, h = fx2 - fx1, fy2 - fy1
             if not (w > 0 and h > 0):
                 continue
@@ -63,10 +53,10 @@ def centernet_targets(
             index[b, k] = iy * width + ix
             mask[b, k] = 1
     dtype, device = boxes.dtype, boxes.device
-    return {
-        "heatmap": heatmap.to(device, dtype),
-        "wh": wh.to(device, dtype),
-        "offset": offset.to(device, dtype),
-        "index": index.to(device),
-        "mask": mask.to(device, dtype),
-    }
+    return (
+        heatmap.to(device, dtype),
+        wh.to(device, dtype),
+        offset.to(device, dtype),
+        index.to(device),
+        mask.to(device, dtype),
+    )

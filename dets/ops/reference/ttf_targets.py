@@ -7,41 +7,31 @@ Gaussians themselves are evaluated in float64.
 
 import torch
 
+from ._heatmap import COORD_LIMIT, compute_dtype, grid_box, sane_box
+
 AREA_PROCESSES = ("log", "sqrt", "norm", "none")
 
-# Centres are clamped to this before truncation so huge (finite) coordinates cannot
-# overflow an integer; anything that far out draws nothing anyway.
-CENTER_LIMIT = 2.0**30
 
-
-def _area_weight(area: torch.Tensor, area_process: str) -> float:
-    if area_process == "log":
+def _area_weight(area: torch.Tensor, area_process: int) -> float:
+    if AREA_PROCESSES[area_process] == "log":
         return float(torch.log(area))
-    if area_process == "sqrt":
+    if AREA_PROCESSES[area_process] == "sqrt":
         return float(torch.sqrt(area))
-    if area_process == "norm":
+    if AREA_PROCESSES[area_process] == "norm":
         return 1.0
     return float(area)
 
 
-def ttf_targets(
-    boxes: torch.Tensor,
-    labels: torch.Tensor,
-    num_boxes: torch.Tensor,
-    num_classes: int,
-    output_size: tuple[int, int],
-    down_ratio: float,
-    alpha: float,
-    area_process: str,
-):
-    """boxes [B, M, 4], labels [B, M] int64, num_boxes [B] int64 (padded form).
+def ttf_targets(boxes, labels, num_boxes, num_classes, height, width, down_ratio, alpha, area_process):
+    """boxes [B, M, 4], labels [B, M] int64, num_boxes [B] int64 (padded form); the map is
+    height x width (ints); down_ratio and alpha are floats, area_process an int index
+    into AREA_PROCESSES.
 
     Returns heatmap [B, C, H, W], box_target [B, 4, H, W], reg_weight [B, 1, H, W] in
     boxes' dtype, on boxes' device.
     """
     batch = boxes.shape[0]
-    height, width = output_size
-    ct = torch.float64 if boxes.dtype == torch.float64 else torch.float32
+    ct = compute_dtype(boxes)
     dr = torch.tensor(down_ratio, dtype=ct)
     al = torch.tensor(alpha, dtype=ct)
     heatmap = torch.zeros(batch, num_classes, height, width, dtype=torch.float64)
@@ -52,15 +42,14 @@ def ttf_targets(
         objects = []
         for j in range(int(num_boxes[b])):
             x1, y1, x2, y2 = boxes_cpu[b, j].to(ct)
-            if not bool(torch.isfinite(boxes_cpu[b, j]).all()) or x2 < x1 or y2 < y1:
+            if not sane_box(boxes_cpu[b, j]) or x2 < x1 or y2 < y1:
                 continue
             area = (x2 - x1 + 1) * (y2 - y1 + 1)
-            fx1, fx2 = ((v / dr).clamp(0, width - 1) for v in (x1, x2))
-            fy1, fy2 = ((v / dr).clamp(0, height - 1) for v in (y1, y2))
+            fx1, fy1, fx2, fy2 = grid_box((x1, y1, x2, y2), dr, height, width)
             rw = int(((fx2 - fx1) / 2 * al).trunc())
             rh = int(((fy2 - fy1) / 2 * al).trunc())
-            cx = int(((x1 + x2) / 2 / dr).clamp(-CENTER_LIMIT, CENTER_LIMIT).trunc())
-            cy = int(((y1 + y2) / 2 / dr).clamp(-CENTER_LIMIT, CENTER_LIMIT).trunc())
+            cx = int(((x1 + x2) / 2 / dr).clamp(-COORD_LIMIT, COORD_LIMIT).trunc())
+            cy = int(((y1 + y2) / 2 / dr).clamp(-COORD_LIMIT, COORD_LIMIT).trunc())
             objects.append((float(area), j, cx, cy, rw, rh, _area_weight(area, area_process)))
         # Drawn largest first so smaller boxes overwrite; equal areas: higher index first,
         # so the lowest index is drawn last and wins.
