@@ -242,6 +242,45 @@ def test_faster_rcnn_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, 
     assert pictures == 9
 
 
+@pytest.mark.parametrize(
+    "net,train_flags", [("fcos_vovnet39", ["--center_sampling", "1.5"]), ("fcos_r50", ["--iou_loss", "giou"])]
+)
+def test_fcos_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, train_flags):
+    tiny = ["--net", net, "--input_size", "64", "--bs", "2", "--nw", "0"]
+    models = tmp_path / "models"
+    train = [str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *tiny, "--max_iters", "2", "--s", "3"]
+    train += ["--save_dir", str(models)]
+    run(*train, *train_flags, "--epochs", "1", cwd=tmp_path)
+    assert [p.name for p in sorted(models.rglob("*.pth"))] == [f"{net}_3_1_2.pth"]
+
+    # Resuming without the family flags keeps the checkpoint's.
+    resume = ["--r", "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2", "--epochs", "2"]
+    out = run(*train, *resume, cwd=tmp_path)
+    assert "continuing at epoch 2" in out
+    state = torch.load(next(models.rglob(f"{net}_3_2_2.pth")), weights_only=False)
+    assert state["epoch"] == 2 and state["scheduler"]["last_epoch"] == 4
+    assert state["config"]["options"] == {
+        "center_sampling_radius": 1.5 if "--center_sampling" in train_flags else 0.0,
+        "iou_loss": "giou" if "giou" in train_flags else "iou",
+        "centerness_on_reg": False,
+    }
+
+    check = checkpoint_flags(models, 3, 2, 2)
+    out = run(
+        str(ROOT / "test_net.py"),
+        "--dataset",
+        tiny_voc,
+        *tiny,
+        *check,
+        "--output_dir",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
+    assert_evaluated(out, tmp_path / "out")
+    pictures, _ = run_demo(tiny_voc, [*tiny, *check], tmp_path / "demo", tmp_path)
+    assert pictures == 9
+
+
 def test_two_stage_options_are_rejected_for_ttfnet(tiny_voc, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
