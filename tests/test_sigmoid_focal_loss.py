@@ -29,10 +29,11 @@ def random_case(gen, shape, dtype=torch.float32, soft=False, scale=4.0):
 
 
 def loss_and_grad(name, device, logits, targets, **kwargs):
-    x = logits.to(device).requires_grad_()
+    x = logits.detach().clone().to(device).requires_grad_()
     with backend(name):
         loss = sigmoid_focal_loss(x, targets.to(device), **kwargs)
-    weight = torch.randn(loss.shape, generator=torch.Generator().manual_seed(0), dtype=loss.dtype).to(device)
+    weight = torch.randn(loss.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    weight = weight.to(device, loss.dtype)
     (loss * weight).sum().backward()
     return loss.detach().cpu(), x.grad.cpu()
 
@@ -116,7 +117,7 @@ def test_matches_torchvision(name, device, reduction, gen):
     loss, grad = loss_and_grad(name, device, logits, targets, alpha=0.25, gamma=2.0, reduction=reduction)
     x = logits.clone().requires_grad_()
     tv = ops.sigmoid_focal_loss(x, targets, alpha=0.25, gamma=2.0, reduction=reduction)
-    weight = torch.randn(tv.shape, generator=torch.Generator().manual_seed(0), dtype=tv.dtype)
+    weight = torch.randn(tv.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).float()
     (tv * weight).sum().backward()
     torch.testing.assert_close(loss, tv.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, x.grad, rtol=1e-4, atol=1e-6)
