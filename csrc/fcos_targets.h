@@ -48,8 +48,8 @@ DETS_HD Assignment<T> assign(T x, T y, T half, T lo, T hi, int64_t n,
       const T sy1 = cy - half > y1 ? cy - half : y1;
       const T sx2 = cx + half > x2 ? x2 : cx + half;
       const T sy2 = cy + half > y2 ? y2 : cy + half;
-      inside = x - sx1 > T(0) && y - sy1 > T(0) && sx2 - x > T(0) &&
-               sy2 - y > T(0);
+      inside =
+          x - sx1 > T(0) && y - sy1 > T(0) && sx2 - x > T(0) && sy2 - y > T(0);
     } else {
       inside = l > T(0) && t > T(0) && r > T(0) && b > T(0);
     }

@@ -103,8 +103,23 @@ def fcos_targets(boxes, labels, num_boxes, heights, widths, strides, range_lo, r
         if count > 0 and batch > 0:
             grid = (triton.cdiv(count, BLOCK), batch)
             _fcos_level_kernel[grid](
-                boxes, labels, num_boxes, out_labels, reg, ctr, slots, total, start, count, w, s,
-                float(radius * s), float(lo), float(hi), SAMPLE=radius > 0, BLOCK=BLOCK,
+                boxes,
+                labels,
+                num_boxes,
+                out_labels,
+                reg,
+                ctr,
+                slots,
+                total,
+                start,
+                count,
+                w,
+                s,
+                float(radius * s),
+                float(lo),
+                float(hi),
+                SAMPLE=radius > 0,
+                BLOCK=BLOCK,
             )
         start += count
     return out_labels, reg, ctr

@@ -34,8 +34,16 @@ def _pow(q, g, GAMMA_TWO: tl.constexpr):
 
 @triton.jit
 def _forward_kernel(
-    x_ptr, t_ptr, out_ptr, n, alpha, gamma, USE_ALPHA: tl.constexpr, GAMMA_TWO: tl.constexpr,
-    REDUCE: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    t_ptr,
+    out_ptr,
+    n,
+    alpha,
+    gamma,
+    USE_ALPHA: tl.constexpr,
+    GAMMA_TWO: tl.constexpr,
+    REDUCE: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = offs < n
@@ -53,8 +61,18 @@ def _forward_kernel(
 
 @triton.jit
 def _backward_kernel(
-    g_ptr, x_ptr, t_ptr, out_ptr, n, alpha, gamma, scale, USE_ALPHA: tl.constexpr,
-    GAMMA_TWO: tl.constexpr, ELEMENTWISE: tl.constexpr, BLOCK: tl.constexpr,
+    g_ptr,
+    x_ptr,
+    t_ptr,
+    out_ptr,
+    n,
+    alpha,
+    gamma,
+    scale,
+    USE_ALPHA: tl.constexpr,
+    GAMMA_TWO: tl.constexpr,
+    ELEMENTWISE: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = offs < n
@@ -100,7 +118,17 @@ def sigmoid_focal_loss_backward(grad, logits, targets, alpha, gamma, reduction):
     grid = (triton.cdiv(n, BLOCK),)
     scale = 1.0 if reduction != 2 else 1.0 / n
     _backward_kernel[grid](
-        grad.contiguous(), logits, targets, out, n, float(alpha), float(gamma), scale,
-        USE_ALPHA=alpha >= 0, GAMMA_TWO=gamma == 2.0, ELEMENTWISE=reduction == 0, BLOCK=BLOCK,
+        grad.contiguous(),
+        logits,
+        targets,
+        out,
+        n,
+        float(alpha),
+        float(gamma),
+        scale,
+        USE_ALPHA=alpha >= 0,
+        GAMMA_TWO=gamma == 2.0,
+        ELEMENTWISE=reduction == 0,
+        BLOCK=BLOCK,
     )
     return out

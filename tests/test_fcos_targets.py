@@ -221,15 +221,21 @@ def test_empty_ground_truth_and_padding(name, device):
     assert (labels[1] == 1).sum() == 4 and (labels[1, 15:] == -1).all()
     # No slots at all, and a level with no locations.
     labels, reg, _ = run(
-        name, device, torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.int64), [(3, 5), (0, 3)],
-        num_boxes=torch.tensor([0, 0]), **kwargs,
+        name,
+        device,
+        torch.zeros(2, 0, 4),
+        torch.zeros(2, 0, dtype=torch.int64),
+        [(3, 5), (0, 3)],
+        num_boxes=torch.tensor([0, 0]),
+        **kwargs,
     )
     assert labels.shape == (2, 15) and (labels == -1).all()
 
 
 def test_empty_batch():
-    labels, reg, ctr = fcos_targets([(2, 2)], torch.zeros(0, 3, 4), torch.zeros(0, 3, dtype=torch.int64), strides=(8,),
-                                    size_ranges=((0, 64),))
+    labels, reg, ctr = fcos_targets(
+        [(2, 2)], torch.zeros(0, 3, 4), torch.zeros(0, 3, dtype=torch.int64), strides=(8,), size_ranges=((0, 64),)
+    )
     assert labels.shape == (0, 4) and reg.shape == (0, 4, 4) and ctr.shape == (0, 4)
 
 
@@ -282,8 +288,13 @@ def test_bad_inputs():
 @requires_extension
 def test_cpu_rejects_half():
     with backend("cpu"), pytest.raises(TypeError, match="gt_boxes"):
-        fcos_targets([(2, 2)], [torch.zeros(1, 4, dtype=torch.float16)], [torch.tensor([0])], strides=(8,),
-                     size_ranges=((0, 64),))
+        fcos_targets(
+            [(2, 2)],
+            [torch.zeros(1, 4, dtype=torch.float16)],
+            [torch.tensor([0])],
+            strides=(8,),
+            size_ranges=((0, 64),),
+        )
 
 
 @requires_extension
@@ -308,8 +319,15 @@ def test_triton_op_fake_shapes():
 
     with FakeTensorMode():
         out = torch.ops.dets.fcos_targets_triton(
-            torch.empty(2, 5, 4), torch.empty(2, 5, dtype=torch.int64), torch.empty(2, dtype=torch.int64),
-            [3, 2], [4, 1], [8, 16], [0.0, 64.0], [64.0, 128.0], 0.0,
+            torch.empty(2, 5, 4),
+            torch.empty(2, 5, dtype=torch.int64),
+            torch.empty(2, dtype=torch.int64),
+            [3, 2],
+            [4, 1],
+            [8, 16],
+            [0.0, 64.0],
+            [64.0, 128.0],
+            0.0,
         )
     assert [tuple(t.shape) for t in out] == [(2, 14), (2, 14, 4), (2, 14)]
     assert out[0].dtype == torch.int64

@@ -2,6 +2,8 @@
 // pairs of the flattened output; each location walks its image's boxes
 // (fcos_targets.h). Time is O(locations x boxes), memory only the outputs:
 // no [locations, boxes, 4] intermediate.
+#include "fcos_targets.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -9,7 +11,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "fcos_targets.h"
 #include "heatmap_checks.h"
 
 namespace dets {
@@ -70,9 +71,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fcos_targets_cpu(
     at::parallel_for(0, batch * total, grain, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t i = task / total, loc = task % total;
-        const int64_t k =
-            std::upper_bound(start.begin(), start.end(), loc) - start.begin() -
-            1;
+        const int64_t k = std::upper_bound(start.begin(), start.end(), loc) -
+                          start.begin() - 1;
         const int64_t pos = loc - start[k];
         const int64_t s = strides[k];
         const T x = static_cast<T>(s / 2 + (pos % widths[k]) * s);

@@ -32,7 +32,8 @@ at::Tensor sigmoid_focal_loss_cpu(const at::Tensor& logits,
   const at::Tensor x = logits.contiguous();
   const at::Tensor t = targets.contiguous();
   const int64_t n = x.numel();
-  at::Tensor out = reduction == 0 ? at::empty_like(x) : at::empty({}, x.options());
+  at::Tensor out =
+      reduction == 0 ? at::empty_like(x) : at::empty({}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sigmoid_focal_loss_cpu", [&] {
     using T = scalar_t;
     const T* xp = x.data_ptr<T>();
@@ -68,31 +69,33 @@ at::Tensor sigmoid_focal_loss_backward_cpu(const at::Tensor& grad,
                                            double alpha, double gamma,
                                            int64_t reduction) {
   check_focal(logits, targets, reduction);
-  TORCH_CHECK(reduction != 0 ? grad.numel() == 1 : grad.sizes() == logits.sizes(),
-              "sigmoid_focal_loss: grad must be shaped like the loss");
+  TORCH_CHECK(
+      reduction != 0 ? grad.numel() == 1 : grad.sizes() == logits.sizes(),
+      "sigmoid_focal_loss: grad must be shaped like the loss");
   const at::Tensor x = logits.contiguous();
   const at::Tensor t = targets.contiguous();
   const at::Tensor go = grad.to(x.scalar_type()).contiguous();
   const int64_t n = x.numel();
   at::Tensor out = at::empty_like(x);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sigmoid_focal_loss_backward_cpu", [&] {
-    using T = scalar_t;
-    const T* xp = x.data_ptr<T>();
-    const T* tp = t.data_ptr<T>();
-    const T* gp = go.data_ptr<T>();
-    T* op = out.data_ptr<T>();
-    const T a = static_cast<T>(alpha), g = static_cast<T>(gamma);
-    const T scale = reduction == 0 ? T(1)
-                    : reduction == 1 ? gp[0]
-                                     : gp[0] / static_cast<T>(n);
-    const bool elementwise = reduction == 0;
-    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const T d = focal::grad<T>(xp[i], tp[i], a, g);
-        op[i] = (elementwise ? gp[i] : scale) * d;
-      }
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES(
+      x.scalar_type(), "sigmoid_focal_loss_backward_cpu", [&] {
+        using T = scalar_t;
+        const T* xp = x.data_ptr<T>();
+        const T* tp = t.data_ptr<T>();
+        const T* gp = go.data_ptr<T>();
+        T* op = out.data_ptr<T>();
+        const T a = static_cast<T>(alpha), g = static_cast<T>(gamma);
+        const T scale = reduction == 0   ? T(1)
+                        : reduction == 1 ? gp[0]
+                                         : gp[0] / static_cast<T>(n);
+        const bool elementwise = reduction == 0;
+        at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            const T d = focal::grad<T>(xp[i], tp[i], a, g);
+            op[i] = (elementwise ? gp[i] : scale) * d;
+          }
+        });
+      });
   return out;
 }
 

@@ -26,14 +26,11 @@ struct Levels {
 };
 
 template <typename scalar_t>
-__global__ void fcos_targets_kernel(const scalar_t* __restrict__ boxes,
-                                    const int64_t* __restrict__ labels,
-                                    const int64_t* __restrict__ num_boxes,
-                                    int64_t slots, int64_t total,
-                                    const Levels levels,
-                                    int64_t* __restrict__ out_labels,
-                                    scalar_t* __restrict__ reg,
-                                    scalar_t* __restrict__ ctr) {
+__global__ void fcos_targets_kernel(
+    const scalar_t* __restrict__ boxes, const int64_t* __restrict__ labels,
+    const int64_t* __restrict__ num_boxes, int64_t slots, int64_t total,
+    const Levels levels, int64_t* __restrict__ out_labels,
+    scalar_t* __restrict__ reg, scalar_t* __restrict__ ctr) {
   __shared__ float stage[kThreads * 4];
   const int64_t b = blockIdx.y;
   const int64_t loc = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
@@ -132,7 +129,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fcos_targets_cuda(
     levels.stride[k] = strides[k];
     levels.lo[k] = static_cast<float>(range_lo[k]);
     levels.hi[k] = static_cast<float>(range_hi[k]);
-    levels.half[k] = static_cast<float>(radius * static_cast<double>(strides[k]));
+    levels.half[k] =
+        static_cast<float>(radius * static_cast<double>(strides[k]));
   }
   const int64_t total = levels.start[count];
   c10::cuda::CUDAGuard guard(boxes.device());

@@ -19,12 +19,11 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 4096;
 
 template <typename scalar_t>
-__global__ void focal_forward_kernel(const scalar_t* __restrict__ x,
-                                     const scalar_t* __restrict__ t, int64_t n,
-                                     at::opmath_type<scalar_t> alpha,
-    at::opmath_type<scalar_t> gamma, bool reduce,
-                                     scalar_t* __restrict__ out,
-                                     at::opmath_type<scalar_t>* __restrict__ partial) {
+__global__ void focal_forward_kernel(
+    const scalar_t* __restrict__ x, const scalar_t* __restrict__ t, int64_t n,
+    at::opmath_type<scalar_t> alpha, at::opmath_type<scalar_t> gamma,
+    bool reduce, scalar_t* __restrict__ out,
+    at::opmath_type<scalar_t>* __restrict__ partial) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ acc_t sums[kThreads];
   acc_t acc = acc_t(0);
@@ -32,8 +31,7 @@ __global__ void focal_forward_kernel(const scalar_t* __restrict__ x,
   for (int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
        i < n; i += step) {
     const acc_t v = focal::loss<acc_t>(static_cast<acc_t>(x[i]),
-                                       static_cast<acc_t>(t[i]), alpha,
-                                       gamma);
+                                       static_cast<acc_t>(t[i]), alpha, gamma);
     if (reduce) {
       acc += v;
     } else {
@@ -57,29 +55,26 @@ __global__ void focal_forward_kernel(const scalar_t* __restrict__ x,
 }
 
 template <typename scalar_t>
-__global__ void focal_backward_kernel(const scalar_t* __restrict__ grad,
-                                      const scalar_t* __restrict__ x,
-                                      const scalar_t* __restrict__ t, int64_t n,
-                                      at::opmath_type<scalar_t> alpha,
-    at::opmath_type<scalar_t> gamma,
-                                      bool elementwise,
-                                      at::opmath_type<scalar_t> scale,
-                                      scalar_t* __restrict__ out) {
+__global__ void focal_backward_kernel(
+    const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
+    const scalar_t* __restrict__ t, int64_t n, at::opmath_type<scalar_t> alpha,
+    at::opmath_type<scalar_t> gamma, bool elementwise,
+    at::opmath_type<scalar_t> scale, scalar_t* __restrict__ out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t step = static_cast<int64_t>(gridDim.x) * kThreads;
   const acc_t g0 = elementwise ? acc_t(0) : static_cast<acc_t>(grad[0]) * scale;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
        i < n; i += step) {
     const acc_t d = focal::grad<acc_t>(static_cast<acc_t>(x[i]),
-                                       static_cast<acc_t>(t[i]), alpha,
-                                       gamma);
+                                       static_cast<acc_t>(t[i]), alpha, gamma);
     const acc_t g = elementwise ? static_cast<acc_t>(grad[i]) : g0;
     out[i] = static_cast<scalar_t>(g * d);
   }
 }
 
 int64_t blocks_for(int64_t n) {
-  return std::max<int64_t>(1, std::min(kMaxBlocks, (n + kThreads - 1) / kThreads));
+  return std::max<int64_t>(1,
+                           std::min(kMaxBlocks, (n + kThreads - 1) / kThreads));
 }
 
 void check_focal(const at::Tensor& logits, const at::Tensor& targets,
@@ -106,7 +101,8 @@ at::Tensor sigmoid_focal_loss_cuda(const at::Tensor& logits,
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, x.scalar_type(), "sigmoid_focal_loss_cuda", [&] {
+      at::kHalf, at::kBFloat16, x.scalar_type(), "sigmoid_focal_loss_cuda",
+      [&] {
         using acc_t = at::opmath_type<scalar_t>;
         if (reduction == 0) {
           out = at::empty_like(x);
@@ -120,7 +116,8 @@ at::Tensor sigmoid_focal_loss_cuda(const at::Tensor& logits,
           return;
         }
         at::Tensor partial = at::zeros(
-            {blocks}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+            {blocks},
+            x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
         if (n > 0) {
           focal_forward_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
               x.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), n,

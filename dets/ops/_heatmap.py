@@ -103,8 +103,9 @@ def batch_gt(gt_boxes, gt_labels, num_boxes, num_classes: int | None):
     """(boxes [B, M, 4], labels [B, M] int64, num_boxes [B] int64), validated.
 
     Raises a ValueError naming gt_labels when a real (non-padding) box has a label outside
-    [0, num_classes) (below 0 when num_classes is None), and one naming num_boxes when a count is outside [0, M). On CUDA
-    tensors these checks cost one device-to-host sync (the only one of the ops).
+    [0, num_classes) (below 0 when num_classes is None), and one naming num_boxes when a
+    count is outside [0, M). On CUDA tensors these checks cost one device-to-host sync (the
+    only one of the ops).
     """
     if isinstance(gt_boxes, (list, tuple)):
         if num_boxes is not None:

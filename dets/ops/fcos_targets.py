@@ -157,8 +157,15 @@ def fcos_targets(
     if boxes.shape[0] == 0:
         return _fcos_targets_fake(boxes, labels, num, *args)
     if backend == "torch":
-        return _reference.fcos_targets(boxes, labels, num, list(zip(heights, widths, strict=True)), stride_list,
-                                       list(zip(lo, hi, strict=True)), radius)
+        return _reference.fcos_targets(
+            boxes,
+            labels,
+            num,
+            list(zip(heights, widths, strict=True)),
+            stride_list,
+            list(zip(lo, hi, strict=True)),
+            radius,
+        )
     boxes = boxes.contiguous()
     if backend == "triton":
         return _fcos_targets_triton(boxes, labels, num, *args)

@@ -53,8 +53,10 @@ def fcos_targets(boxes, labels, num_boxes, level_sizes, strides, size_ranges, ra
                 lab = torch.where(hit, labels_cpu[i, :n][best], lab)
                 reg = ltrb[torch.arange(h * w), best]
             reg = torch.where(hit[:, None], reg, torch.zeros((), dtype=ct))
-            l, t, r, b = reg.unbind(1)
-            ctr = torch.sqrt((torch.minimum(l, r) / torch.maximum(l, r)) * (torch.minimum(t, b) / torch.maximum(t, b)))
+            left, top, right, bottom = reg.unbind(1)
+            horizontal = torch.minimum(left, right) / torch.maximum(left, right)
+            vertical = torch.minimum(top, bottom) / torch.maximum(top, bottom)
+            ctr = torch.sqrt(horizontal * vertical)
             ctr = torch.where(hit, ctr, torch.zeros((), dtype=ct))
             per_level.append((lab, reg, ctr))
         out_labels.append(torch.cat([p[0] for p in per_level]))
