@@ -61,6 +61,14 @@ def assert_evaluated(out: str, out_dir: Path) -> None:
     assert isinstance(detections, list)
 
 
+def evaluate_and_draw(tiny_voc: str, flags: list[str], cwd: Path) -> None:
+    """test_net.py and demo.py with `flags` (net and checkpoint) evaluate and draw every image."""
+    out = run(str(ROOT / "test_net.py"), "--dataset", tiny_voc, *flags, "--output_dir", str(cwd / "out"), cwd=cwd)
+    assert_evaluated(out, cwd / "out")
+    pictures, images = run_demo(tiny_voc, flags, cwd / "demo", cwd)
+    assert pictures == images == 9
+
+
 @pytest.fixture(scope="module")
 def tiny_voc(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("data") / "shapes"
@@ -224,22 +232,7 @@ def test_faster_rcnn_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, 
     }
     assert state["args"]["input_size"] == 64
 
-    check = checkpoint_flags(models, 3, 2, 2)
-    out = run(
-        str(ROOT / "test_net.py"),
-        "--dataset",
-        tiny_voc,
-        *tiny,
-        *test_flags,
-        *check,
-        "--output_dir",
-        str(tmp_path / "out"),
-        cwd=tmp_path,
-    )
-    assert_evaluated(out, tmp_path / "out")
-
-    pictures, _ = run_demo(tiny_voc, [*tiny, *test_flags, *check], tmp_path / "demo", tmp_path)
-    assert pictures == 9
+    evaluate_and_draw(tiny_voc, [*tiny, *test_flags, *checkpoint_flags(models, 3, 2, 2)], tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -265,20 +258,7 @@ def test_fcos_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, train_f
         "centerness_on_reg": False,
     }
 
-    check = checkpoint_flags(models, 3, 2, 2)
-    out = run(
-        str(ROOT / "test_net.py"),
-        "--dataset",
-        tiny_voc,
-        *tiny,
-        *check,
-        "--output_dir",
-        str(tmp_path / "out"),
-        cwd=tmp_path,
-    )
-    assert_evaluated(out, tmp_path / "out")
-    pictures, _ = run_demo(tiny_voc, [*tiny, *check], tmp_path / "demo", tmp_path)
-    assert pictures == 9
+    evaluate_and_draw(tiny_voc, [*tiny, *checkpoint_flags(models, 3, 2, 2)], tmp_path)
 
 
 def test_two_stage_options_are_rejected_for_ttfnet(tiny_voc, tmp_path):
