@@ -55,7 +55,7 @@ def test_fpn_p6_p7_come_from_p5():
         FPN([512], top="c5")
 
 
-def test_head_initialisation_and_centerness_tower():
+def test_head_initialisation():
     torch.manual_seed(0)
     head = FCOSHead(256, 4)
     torch.testing.assert_close(head.cls_logits.bias, torch.full((4,), -math.log(99.0)))
