@@ -10,6 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import SUM
+
 BLOCK = 1024
 
 
@@ -54,7 +56,7 @@ def _forward_kernel(
     if USE_ALPHA:
         loss = (alpha * t + (1.0 - alpha) * (1.0 - t)) * loss
     if REDUCE:
-        tl.store(out_ptr + tl.program_id(0), tl.sum(tl.where(live, loss, 0.0), axis=0))
+        tl.store(out_ptr + tl.program_id(0), tl.reduce(tl.where(live, loss, 0.0), 0, SUM))
     else:
         tl.store(out_ptr + offs, loss, mask=live)
 
