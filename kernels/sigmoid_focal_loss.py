@@ -27,6 +27,21 @@ def _terms(x, t):
 
 
 @triton.jit
+def _load_terms(x_ptr, t_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = offs < n
+    x = tl.load(x_ptr + offs, mask=live, other=0.0).to(tl.float32)
+    t = tl.load(t_ptr + offs, mask=live, other=0.0).to(tl.float32)
+    ce, q, p, pm = _terms(x, t)
+    return offs, live, t, ce, q, p, pm
+
+
+@triton.jit
+def _alpha_weight(t, alpha):
+    return alpha * t + (1.0 - alpha) * (1.0 - t)
+
+
+@triton.jit
 def _pow(q, g, GAMMA_TWO: tl.constexpr):
     if GAMMA_TWO:
         return q * q
@@ -47,14 +62,10 @@ def _forward_kernel(
     REDUCE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < n
-    x = tl.load(x_ptr + offs, mask=live, other=0.0).to(tl.float32)
-    t = tl.load(t_ptr + offs, mask=live, other=0.0).to(tl.float32)
-    ce, q, p, pm = _terms(x, t)
+    offs, live, t, ce, q, p, pm = _load_terms(x_ptr, t_ptr, n, BLOCK)
     loss = ce * _pow(q, gamma, GAMMA_TWO)
     if USE_ALPHA:
-        loss = (alpha * t + (1.0 - alpha) * (1.0 - t)) * loss
+        loss = _alpha_weight(t, alpha) * loss
     if REDUCE:
         tl.store(out_ptr + tl.program_id(0), tl.reduce(tl.where(live, loss, 0.0), 0, SUM))
     else:
@@ -76,11 +87,7 @@ def _backward_kernel(
     ELEMENTWISE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < n
-    x = tl.load(x_ptr + offs, mask=live, other=0.0).to(tl.float32)
-    t = tl.load(t_ptr + offs, mask=live, other=0.0).to(tl.float32)
-    ce, q, p, pm = _terms(x, t)
+    offs, live, t, ce, q, p, pm = _load_terms(x_ptr, t_ptr, n, BLOCK)
     dce = (1.0 - t) * p - t * pm
     if GAMMA_TWO:
         qm1 = q
@@ -89,7 +96,7 @@ def _backward_kernel(
     dmod = tl.where((q > 0.0) & (gamma != 0.0), gamma * qm1 * p * pm * (1.0 - 2.0 * t) * ce, 0.0)
     d = dce * _pow(q, gamma, GAMMA_TWO) + dmod
     if USE_ALPHA:
-        d = (alpha * t + (1.0 - alpha) * (1.0 - t)) * d
+        d = _alpha_weight(t, alpha) * d
     if ELEMENTWISE:
         go = tl.load(g_ptr + offs, mask=live, other=0.0).to(tl.float32)
     else:
