@@ -12,13 +12,11 @@
 // the second term taken as 0 where q = 0 (its limit for gamma >= 1).
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define DETS_HD __host__ __device__ __forceinline__
-#else
-#define DETS_HD inline
-#endif
+#include "dets_hd.h"
 
 namespace dets {
 namespace focal {
@@ -70,6 +68,27 @@ DETS_HD T grad(T x, T t, T alpha, T gamma) {
     dmod = gamma * qm1 * s.p * s.pm * (T(1) - T(2) * t) * s.ce;
   }
   return weight(t, alpha) * (dce * modulator(s.q, gamma) + dmod);
+}
+
+// Argument checks of the CPU and CUDA launchers (the Python wrapper checks
+// first, with the arguments' names).
+inline void check_args(const at::Tensor& logits, const at::Tensor& targets,
+                       int64_t reduction) {
+  TORCH_CHECK(logits.sizes() == targets.sizes() &&
+                  logits.scalar_type() == targets.scalar_type() &&
+                  logits.device() == targets.device(),
+              "sigmoid_focal_loss: targets must match logits in shape, dtype "
+              "and device");
+  TORCH_CHECK(reduction >= 0 && reduction <= 2,
+              "sigmoid_focal_loss: reduction must be 0 (none), 1 (sum) or 2 "
+              "(mean)");
+}
+
+inline void check_grad(const at::Tensor& grad, const at::Tensor& logits,
+                       int64_t reduction) {
+  TORCH_CHECK(
+      reduction != 0 ? grad.numel() == 1 : grad.sizes() == logits.sizes(),
+      "sigmoid_focal_loss: grad must be shaped like the loss");
 }
 
 }  // namespace focal

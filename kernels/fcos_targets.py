@@ -41,10 +41,10 @@ def _fcos_level_kernel(
     n = tl.load(num_ptr + b)
     best = tl.full([BLOCK], -1, tl.int32)
     best_area = tl.full([BLOCK], 0.0, tl.float32)
-    bl = tl.zeros([BLOCK], tl.float32)
-    bt = tl.zeros([BLOCK], tl.float32)
-    br = tl.zeros([BLOCK], tl.float32)
-    bb = tl.zeros([BLOCK], tl.float32)
+    bl = tl.full([BLOCK], 0.0, tl.float32)
+    bt = tl.full([BLOCK], 0.0, tl.float32)
+    br = tl.full([BLOCK], 0.0, tl.float32)
+    bb = tl.full([BLOCK], 0.0, tl.float32)
     base = boxes_ptr + b.to(tl.int64) * slots * 4
     for j in range(0, slots):
         x1 = tl.load(base + j * 4).to(tl.float32)

@@ -10,6 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import SUM
+
 BLOCK = 1024
 
 
@@ -22,6 +24,21 @@ def _terms(x, t):
     ce = tl.maximum(x, 0.0) - x * t + tl.log(1.0 + e)
     q = t * pm + (1.0 - t) * p
     return ce, q, p, pm
+
+
+@triton.jit
+def _load_terms(x_ptr, t_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = offs < n
+    x = tl.load(x_ptr + offs, mask=live, other=0.0).to(tl.float32)
+    t = tl.load(t_ptr + offs, mask=live, other=0.0).to(tl.float32)
+    ce, q, p, pm = _terms(x, t)
+    return offs, live, t, ce, q, p, pm
+
+
+@triton.jit
+def _alpha_weight(t, alpha):
+    return alpha * t + (1.0 - alpha) * (1.0 - t)
 
 
 @triton.jit
@@ -45,16 +62,12 @@ def _forward_kernel(
     REDUCE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < n
-    x = tl.load(x_ptr + offs, mask=live, other=0.0).to(tl.float32)
-    t = tl.load(t_ptr + offs, mask=live, other=0.0).to(tl.float32)
-    ce, q, p, pm = _terms(x, t)
+    offs, live, t, ce, q, p, pm = _load_terms(x_ptr, t_ptr, n, BLOCK)
     loss = ce * _pow(q, gamma, GAMMA_TWO)
     if USE_ALPHA:
-        loss = (alpha * t + (1.0 - alpha) * (1.0 - t)) * loss
+        loss = _alpha_weight(t, alpha) * loss
     if REDUCE:
-        tl.store(out_ptr + tl.program_id(0), tl.sum(tl.where(live, loss, 0.0), axis=0))
+        tl.store(out_ptr + tl.program_id(0), tl.reduce(tl.where(live, loss, 0.0), 0, SUM))
     else:
         tl.store(out_ptr + offs, loss, mask=live)
 
@@ -74,11 +87,7 @@ def _backward_kernel(
     ELEMENTWISE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = offs < n
-    x = tl.load(x_ptr + offs, mask=live, other=0.0).to(tl.float32)
-    t = tl.load(t_ptr + offs, mask=live, other=0.0).to(tl.float32)
-    ce, q, p, pm = _terms(x, t)
+    offs, live, t, ce, q, p, pm = _load_terms(x_ptr, t_ptr, n, BLOCK)
     dce = (1.0 - t) * p - t * pm
     if GAMMA_TWO:
         qm1 = q
@@ -87,7 +96,7 @@ def _backward_kernel(
     dmod = tl.where((q > 0.0) & (gamma != 0.0), gamma * qm1 * p * pm * (1.0 - 2.0 * t) * ce, 0.0)
     d = dce * _pow(q, gamma, GAMMA_TWO) + dmod
     if USE_ALPHA:
-        d = (alpha * t + (1.0 - alpha) * (1.0 - t)) * d
+        d = _alpha_weight(t, alpha) * d
     if ELEMENTWISE:
         go = tl.load(g_ptr + offs, mask=live, other=0.0).to(tl.float32)
     else:

@@ -16,26 +16,6 @@
 namespace dets {
 namespace {
 
-// Level geometry checked once, shared by the CPU and CUDA launchers' callers.
-int64_t check_levels(at::IntArrayRef heights, at::IntArrayRef widths,
-                     at::IntArrayRef strides, at::ArrayRef<double> range_lo,
-                     at::ArrayRef<double> range_hi, double radius) {
-  const size_t levels = heights.size();
-  TORCH_CHECK(levels > 0 && widths.size() == levels &&
-                  strides.size() == levels && range_lo.size() == levels &&
-                  range_hi.size() == levels,
-              "fcos_targets: heights, widths, strides, range_lo and range_hi "
-              "must have one entry per level");
-  int64_t total = 0;
-  for (size_t k = 0; k < levels; ++k) {
-    TORCH_CHECK(heights[k] >= 0 && widths[k] >= 0 && strides[k] > 0,
-                "fcos_targets: level sizes must be >= 0 and strides > 0");
-    total += heights[k] * widths[k];
-  }
-  TORCH_CHECK(radius >= 0, "fcos_targets: radius must be >= 0");
-  return total;
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fcos_targets_cpu(
     const at::Tensor& boxes, const at::Tensor& labels,
     const at::Tensor& num_boxes, at::IntArrayRef heights,
@@ -44,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fcos_targets_cpu(
     double radius) {
   check_target_boxes("fcos_targets", boxes, labels, num_boxes);
   const int64_t total =
-      check_levels(heights, widths, strides, range_lo, range_hi, radius);
+      check_fcos_levels(heights, widths, strides, range_lo, range_hi, radius);
   const int64_t batch = boxes.size(0), slots = boxes.size(1);
   at::Tensor out_labels = at::empty({batch, total}, labels.options());
   at::Tensor reg = at::empty({batch, total, 4}, boxes.options());

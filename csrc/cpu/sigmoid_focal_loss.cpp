@@ -14,21 +14,10 @@ namespace {
 // Elements per task: the loop body is a handful of transcendental calls.
 constexpr int64_t kGrain = 8192;
 
-void check_focal(const at::Tensor& logits, const at::Tensor& targets,
-                 int64_t reduction) {
-  TORCH_CHECK(logits.sizes() == targets.sizes() &&
-                  logits.scalar_type() == targets.scalar_type(),
-              "sigmoid_focal_loss: targets must match logits in shape and "
-              "dtype");
-  TORCH_CHECK(reduction >= 0 && reduction <= 2,
-              "sigmoid_focal_loss: reduction must be 0 (none), 1 (sum) or 2 "
-              "(mean)");
-}
-
 at::Tensor sigmoid_focal_loss_cpu(const at::Tensor& logits,
                                   const at::Tensor& targets, double alpha,
                                   double gamma, int64_t reduction) {
-  check_focal(logits, targets, reduction);
+  focal::check_args(logits, targets, reduction);
   const at::Tensor x = logits.contiguous();
   const at::Tensor t = targets.contiguous();
   const int64_t n = x.numel();
@@ -68,10 +57,8 @@ at::Tensor sigmoid_focal_loss_backward_cpu(const at::Tensor& grad,
                                            const at::Tensor& targets,
                                            double alpha, double gamma,
                                            int64_t reduction) {
-  check_focal(logits, targets, reduction);
-  TORCH_CHECK(
-      reduction != 0 ? grad.numel() == 1 : grad.sizes() == logits.sizes(),
-      "sigmoid_focal_loss: grad must be shaped like the loss");
+  focal::check_args(logits, targets, reduction);
+  focal::check_grad(grad, logits, reduction);
   const at::Tensor x = logits.contiguous();
   const at::Tensor t = targets.contiguous();
   const at::Tensor go = grad.to(x.scalar_type()).contiguous();

@@ -108,22 +108,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fcos_targets_cuda(
     at::ArrayRef<double> range_lo, at::ArrayRef<double> range_hi,
     double radius) {
   check_target_boxes("fcos_targets", boxes, labels, num_boxes);
+  const int64_t total =
+      check_fcos_levels(heights, widths, strides, range_lo, range_hi, radius);
   const size_t count = heights.size();
-  TORCH_CHECK(count > 0 && count <= kMaxLevels && widths.size() == count &&
-                  strides.size() == count && range_lo.size() == count &&
-                  range_hi.size() == count,
-              "fcos_targets: heights, widths, strides, range_lo and range_hi "
-              "must have one entry per level, at most ",
-              kMaxLevels, " on CUDA");
+  TORCH_CHECK(count <= kMaxLevels, "fcos_targets: at most ", kMaxLevels,
+              " levels on CUDA");
   TORCH_CHECK(boxes.scalar_type() != at::kDouble,
               "fcos_targets: CUDA takes float32, float16 or bfloat16 boxes");
-  TORCH_CHECK(radius >= 0, "fcos_targets: radius must be >= 0");
   Levels levels;
   levels.count = static_cast<int>(count);
   levels.start[0] = 0;
   for (size_t k = 0; k < count; ++k) {
-    TORCH_CHECK(heights[k] >= 0 && widths[k] >= 0 && strides[k] > 0,
-                "fcos_targets: level sizes must be >= 0 and strides > 0");
     levels.start[k + 1] = levels.start[k] + heights[k] * widths[k];
     levels.width[k] = widths[k] > 0 ? widths[k] : 1;
     levels.stride[k] = strides[k];
@@ -132,7 +127,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fcos_targets_cuda(
     levels.half[k] =
         static_cast<float>(radius * static_cast<double>(strides[k]));
   }
-  const int64_t total = levels.start[count];
   c10::cuda::CUDAGuard guard(boxes.device());
   const int64_t batch = boxes.size(0), slots = boxes.size(1);
   at::Tensor out_labels = at::empty({batch, total}, labels.options());

@@ -77,22 +77,10 @@ int64_t blocks_for(int64_t n) {
                            std::min(kMaxBlocks, (n + kThreads - 1) / kThreads));
 }
 
-void check_focal(const at::Tensor& logits, const at::Tensor& targets,
-                 int64_t reduction) {
-  TORCH_CHECK(logits.sizes() == targets.sizes() &&
-                  logits.scalar_type() == targets.scalar_type() &&
-                  logits.device() == targets.device(),
-              "sigmoid_focal_loss: targets must match logits in shape, dtype "
-              "and device");
-  TORCH_CHECK(reduction >= 0 && reduction <= 2,
-              "sigmoid_focal_loss: reduction must be 0 (none), 1 (sum) or 2 "
-              "(mean)");
-}
-
 at::Tensor sigmoid_focal_loss_cuda(const at::Tensor& logits,
                                    const at::Tensor& targets, double alpha,
                                    double gamma, int64_t reduction) {
-  check_focal(logits, targets, reduction);
+  focal::check_args(logits, targets, reduction);
   c10::cuda::CUDAGuard guard(logits.device());
   const at::Tensor x = logits.contiguous();
   const at::Tensor t = targets.contiguous();
@@ -139,10 +127,8 @@ at::Tensor sigmoid_focal_loss_backward_cuda(const at::Tensor& grad,
                                             const at::Tensor& targets,
                                             double alpha, double gamma,
                                             int64_t reduction) {
-  check_focal(logits, targets, reduction);
-  TORCH_CHECK(
-      reduction != 0 ? grad.numel() == 1 : grad.sizes() == logits.sizes(),
-      "sigmoid_focal_loss: grad must be shaped like the loss");
+  focal::check_args(logits, targets, reduction);
+  focal::check_grad(grad, logits, reduction);
   c10::cuda::CUDAGuard guard(logits.device());
   const at::Tensor x = logits.contiguous();
   const at::Tensor t = targets.contiguous();
