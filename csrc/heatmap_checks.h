@@ -80,4 +80,27 @@ inline void check_cuda_target_grid(const char* op, const at::Tensor& boxes,
               op, ": output size or batch too large for the grid");
 }
 
+// The pyramid fcos_targets is given: one entry per level in each list, sizes
+// >= 0, strides > 0, radius >= 0. Returns the number of locations.
+inline int64_t check_fcos_levels(at::IntArrayRef heights,
+                                 at::IntArrayRef widths,
+                                 at::IntArrayRef strides,
+                                 at::ArrayRef<double> range_lo,
+                                 at::ArrayRef<double> range_hi, double radius) {
+  const size_t levels = heights.size();
+  TORCH_CHECK(levels > 0 && widths.size() == levels &&
+                  strides.size() == levels && range_lo.size() == levels &&
+                  range_hi.size() == levels,
+              "fcos_targets: heights, widths, strides, range_lo and range_hi "
+              "must have one entry per level");
+  int64_t total = 0;
+  for (size_t k = 0; k < levels; ++k) {
+    TORCH_CHECK(heights[k] >= 0 && widths[k] >= 0 && strides[k] > 0,
+                "fcos_targets: level sizes must be >= 0 and strides > 0");
+    total += heights[k] * widths[k];
+  }
+  TORCH_CHECK(radius >= 0, "fcos_targets: radius must be >= 0");
+  return total;
+}
+
 }  // namespace dets

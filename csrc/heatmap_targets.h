@@ -8,11 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define DETS_HD __host__ __device__ __forceinline__
-#else
-#define DETS_HD inline
-#endif
+#include "dets_hd.h"
 
 namespace dets {
 namespace heatmap {

@@ -61,6 +61,14 @@ def assert_evaluated(out: str, out_dir: Path) -> None:
     assert isinstance(detections, list)
 
 
+def evaluate_and_draw(tiny_voc: str, flags: list[str], cwd: Path) -> None:
+    """test_net.py and demo.py with `flags` (net and checkpoint) evaluate and draw every image."""
+    out = run(str(ROOT / "test_net.py"), "--dataset", tiny_voc, *flags, "--output_dir", str(cwd / "out"), cwd=cwd)
+    assert_evaluated(out, cwd / "out")
+    pictures, images = run_demo(tiny_voc, flags, cwd / "demo", cwd)
+    assert pictures == images == 9
+
+
 @pytest.fixture(scope="module")
 def tiny_voc(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("data") / "shapes"
@@ -224,22 +232,33 @@ def test_faster_rcnn_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, 
     }
     assert state["args"]["input_size"] == 64
 
-    check = checkpoint_flags(models, 3, 2, 2)
-    out = run(
-        str(ROOT / "test_net.py"),
-        "--dataset",
-        tiny_voc,
-        *tiny,
-        *test_flags,
-        *check,
-        "--output_dir",
-        str(tmp_path / "out"),
-        cwd=tmp_path,
-    )
-    assert_evaluated(out, tmp_path / "out")
+    evaluate_and_draw(tiny_voc, [*tiny, *test_flags, *checkpoint_flags(models, 3, 2, 2)], tmp_path)
 
-    pictures, _ = run_demo(tiny_voc, [*tiny, *test_flags, *check], tmp_path / "demo", tmp_path)
-    assert pictures == 9
+
+@pytest.mark.parametrize(
+    "net,train_flags", [("fcos_vovnet39", ["--center_sampling", "1.5"]), ("fcos_r50", ["--iou_loss", "giou"])]
+)
+def test_fcos_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, train_flags):
+    tiny = ["--net", net, "--input_size", "64", "--bs", "2", "--nw", "0"]
+    models = tmp_path / "models"
+    train = [str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *tiny, "--max_iters", "2", "--s", "3"]
+    train += ["--save_dir", str(models)]
+    run(*train, *train_flags, "--epochs", "1", cwd=tmp_path)
+    assert [p.name for p in sorted(models.rglob("*.pth"))] == [f"{net}_3_1_2.pth"]
+
+    # Resuming without the family flags keeps the checkpoint's.
+    resume = ["--r", "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2", "--epochs", "2"]
+    out = run(*train, *resume, cwd=tmp_path)
+    assert "continuing at epoch 2" in out
+    state = torch.load(next(models.rglob(f"{net}_3_2_2.pth")), weights_only=False)
+    assert state["epoch"] == 2 and state["scheduler"]["last_epoch"] == 4
+    assert state["config"]["options"] == {
+        "center_sampling_radius": 1.5 if "--center_sampling" in train_flags else 0.0,
+        "iou_loss": "giou" if "giou" in train_flags else "iou",
+        "centerness_on_reg": False,
+    }
+
+    evaluate_and_draw(tiny_voc, [*tiny, *checkpoint_flags(models, 3, 2, 2)], tmp_path)
 
 
 def test_two_stage_options_are_rejected_for_ttfnet(tiny_voc, tmp_path):

@@ -1,4 +1,4 @@
-"""Losses: the anchor-free heads' (CornerNet/CenterNet/TTFNet) and Fast R-CNN's smooth L1."""
+"""Losses: the anchor-free heads' (CornerNet/CenterNet/TTFNet, FCOS) and Fast R-CNN's smooth L1."""
 
 import torch
 
@@ -36,6 +36,45 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, pl
     """
     giou = generalized_box_iou(pred.float(), target.float(), plus_one)
     return ((1 - giou) * weight).sum() / (weight.sum() + 1e-4)
+
+
+IOU_LOSSES = ("iou", "giou")
+# Keeps the GIoU enclosure positive for two empty boxes (FCOS's constant).
+ENCLOSE_EPS = 1e-7
+
+
+def distance_iou_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "iou"
+) -> torch.Tensor:
+    """FCOS's IoU loss of boxes given as distances (l, t, r, b) from the same location.
+
+    Args:
+        pred, target: [N, 4] non-negative distances.
+        weight: [N] non-negative (FCOS: the centerness targets).
+        kind: "iou": -log((I + 1) / (U + 1)) (UnitBox, FCOS); "giou": 1 - GIoU with the same
+            +1 in the IoU term (later FCOS).
+
+    Returns:
+        scalar: sum(w * loss) / sum(w), 0 for N = 0 (FCOS takes the plain mean when sum(w) is 0,
+        which its positives' centerness, always > 0, never gives).
+    """
+    if kind not in IOU_LOSSES:
+        raise ValueError(f"kind must be one of {IOU_LOSSES}, got {kind!r}")
+    pred, target = pred.float(), target.float()
+    target_area = (target[:, 0] + target[:, 2]) * (target[:, 1] + target[:, 3])
+    pred_area = (pred[:, 0] + pred[:, 2]) * (pred[:, 1] + pred[:, 3])
+    inner = torch.minimum(pred, target)
+    intersection = (inner[:, 0] + inner[:, 2]) * (inner[:, 1] + inner[:, 3])
+    union = target_area + pred_area - intersection
+    iou = (intersection + 1.0) / (union + 1.0)
+    if kind == "iou":
+        losses = -torch.log(iou)
+    else:
+        outer = torch.maximum(pred, target)
+        enclose = (outer[:, 0] + outer[:, 2]) * (outer[:, 1] + outer[:, 3]) + ENCLOSE_EPS
+        losses = 1.0 - (iou - (enclose - union) / enclose)
+    weight = weight.float()
+    return (losses * weight).sum() / weight.sum().clamp(min=torch.finfo(weight.dtype).tiny)
 
 
 def smooth_l1(diff: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:

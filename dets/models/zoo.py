@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from .faster_rcnn import C4, FPN, VGG16_C4, build_faster_rcnn
+from .fcos import FCOS_RESNET, FCOS_VOVNET, build_fcos
 from .recipe import Recipe
 from .ttfnet import TTFNET, build_ttfnet
 
@@ -33,5 +34,11 @@ NETS: dict[str, NetSpec] = {
     "res101": NetSpec(partial(build_faster_rcnn, "res101"), C4),
     "detnet59": NetSpec(partial(build_faster_rcnn, "detnet59"), FPN),
     "res50_fpn": NetSpec(partial(build_faster_rcnn, "res50_fpn"), FPN),
+    # FCOS: VoVNet-FCOS's VoVNet nets and FCOS's ResNet-FPN baselines.
+    "fcos_vovnet39": NetSpec(partial(build_fcos, "vovnet39"), FCOS_VOVNET),
+    "fcos_vovnet57": NetSpec(partial(build_fcos, "vovnet57"), FCOS_VOVNET),
+    "fcos_vovnet93": NetSpec(partial(build_fcos, "vovnet93"), FCOS_VOVNET),
+    "fcos_r50": NetSpec(partial(build_fcos, "resnet50"), FCOS_RESNET),
+    "fcos_r101": NetSpec(partial(build_fcos, "resnet101"), FCOS_RESNET),
 }
 DEFAULT_NET = "ttfnet_r18"

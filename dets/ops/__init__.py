@@ -9,10 +9,12 @@ from .batched_nms import batched_nms
 from .centernet_decode import centernet_decode
 from .centernet_targets import centernet_targets
 from .deform_conv2d import DeformConv2d, ModulatedDeformConv2dPack, deform_conv2d
+from .fcos_targets import fcos_targets
 from .nms import nms
 from .roi_align import RoIAlign, roi_align
 from .roi_crop import RoICrop, roi_crop
 from .roi_pool import RoIPool, roi_pool
+from .sigmoid_focal_loss import sigmoid_focal_loss
 from .soft_nms import soft_nms
 from .ttf_decode import ttf_decode
 from .ttf_targets import ttf_targets
@@ -25,6 +27,7 @@ __all__ = [
     "deform_conv2d",
     "DeformConv2d",
     "ModulatedDeformConv2dPack",
+    "fcos_targets",
     "nms",
     "roi_align",
     "roi_crop",
@@ -32,6 +35,7 @@ __all__ = [
     "RoIAlign",
     "RoICrop",
     "RoIPool",
+    "sigmoid_focal_loss",
     "soft_nms",
     "ttf_decode",
     "ttf_targets",

@@ -139,12 +139,13 @@ def _check_labels_dtype(name: str, labels: torch.Tensor) -> None:
         raise TypeError(f"{name} must be an integer tensor, got {labels.dtype}")
 
 
-def batch_gt(gt_boxes, gt_labels, num_boxes, num_classes: int):
+def batch_gt(gt_boxes, gt_labels, num_boxes, num_classes: int | None):
     """(boxes [B, M, 4], labels [B, M] int64, num_boxes [B] int64), validated.
 
     Raises a ValueError naming gt_labels when a real (non-padding) box has a label outside
-    [0, num_classes), and one naming num_boxes when a count is outside [0, M). On CUDA
-    tensors these checks cost one device-to-host sync (the only one of the ops).
+    [0, num_classes) (below 0 when num_classes is None), and one naming num_boxes when a
+    count is outside [0, M). On CUDA tensors these checks cost one device-to-host sync (the
+    only one of the ops).
     """
     if isinstance(gt_boxes, (list, tuple)):
         if num_boxes is not None:
@@ -197,11 +198,13 @@ def batch_gt(gt_boxes, gt_labels, num_boxes, num_classes: int):
     return boxes, labels.contiguous(), num.contiguous()
 
 
-def _check_values(labels: torch.Tensor, num: torch.Tensor, num_classes: int, check_num: bool) -> None:
+def _check_values(labels: torch.Tensor, num: torch.Tensor, num_classes: int | None, check_num: bool) -> None:
     if labels.numel() == 0 and not check_num:
         return
     real = torch.arange(labels.shape[1], device=labels.device) < num[:, None]
-    bad_label = real & ((labels < 0) | (labels >= num_classes))
+    bad_label = real & (labels < 0)
+    if num_classes is not None:
+        bad_label |= real & (labels >= num_classes)
     bad_num = (num < 0) | (num > labels.shape[1])
     flags = torch.stack([bad_label.any(), bad_num.any()]).tolist()
     if flags[1]:
@@ -209,5 +212,6 @@ def _check_values(labels: torch.Tensor, num: torch.Tensor, num_classes: int, che
     if flags[0]:
         b, j = (int(v) for v in torch.nonzero(bad_label)[0])
         raise ValueError(
-            f"gt_labels must be 0-based class indices in [0, {num_classes}); image {b} box {j} has {int(labels[b, j])}"
+            f"gt_labels must be 0-based class indices in [0, {num_classes or 'inf'}); "
+            f"image {b} box {j} has {int(labels[b, j])}"
         )

@@ -6,12 +6,23 @@ import warnings
 import pytest
 import torch
 
-from dets.models.backbones import BACKBONES, DarkNet53, ResNet, build_backbone, load_pretrained
+from dets.models.backbones import BACKBONES, DarkNet53, ResNet, VoVNet, build_backbone, load_pretrained
 from dets.models.backbones.base import load_state_report
 from dets.models.layers import FrozenBatchNorm2d, freeze_batch_norm
 
 # Stages of each backbone that frozen_stages counts (the largest valid value).
-NUM_STAGES = {"resnet18": 4, "resnet34": 4, "resnet50": 4, "resnet101": 4, "darknet53": 5, "vgg16": 4, "detnet59": 5}
+NUM_STAGES = {
+    "resnet18": 4,
+    "resnet34": 4,
+    "resnet50": 4,
+    "resnet101": 4,
+    "darknet53": 5,
+    "vgg16": 4,
+    "detnet59": 5,
+    "vovnet39": 4,
+    "vovnet57": 4,
+    "vovnet93": 4,
+}
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
@@ -147,3 +158,101 @@ def test_frozen_batch_norm_matches_eval_batch_norm():
     assert isinstance(frozen, FrozenBatchNorm2d)
     x = torch.randn(2, 4, 3, 3)
     torch.testing.assert_close(frozen(x), bn.eval()(x))
+
+
+# VoVNet-FCOS's stages (vovnet.py): OSA modules per stage, 3x3 width, output width.
+VOVNET_MODULES = {39: (1, 1, 2, 2), 57: (1, 1, 4, 3), 93: (1, 3, 8, 3)}
+VOVNET_STAGE = (128, 160, 192, 224)
+VOVNET_CONCAT = (256, 512, 768, 1024)
+
+
+def _vovnet_parameters(depth: int) -> int:
+    """Parameters of the seed's layout, counted by hand: a bias-free k x k conv has k²·in·out,
+    its BatchNorm 2·out."""
+    stem = 9 * 3 * 64 + 9 * 64 * 64 + 9 * 64 * 128 + 2 * (64 + 64 + 128)
+    total, channels = stem, 128
+    for modules, width, out in zip(VOVNET_MODULES[depth], VOVNET_STAGE, VOVNET_CONCAT, strict=True):
+        for _ in range(modules):
+            convs = 9 * channels * width + 4 * 9 * width * width + (channels + 5 * width) * out
+            total += convs + 2 * (5 * width + out)
+            channels = out
+    return total
+
+
+@pytest.mark.parametrize("depth", [39, 57, 93])
+def test_vovnet_parameters_are_the_seeds(depth):
+    count = sum(p.numel() for p in VoVNet(depth).parameters())
+    assert count == _vovnet_parameters(depth)
+    # The VoVNet paper's ImageNet models: 22.6M parameters for VoVNet-39 and 36.6M for
+    # VoVNet-57, with the classifier (1024 x 1000 + 1000); it has no VoVNet-93.
+    published = {39: 22.6e6, 57: 36.6e6}
+    if depth in published:
+        assert abs(count + 1024 * 1000 + 1000 - published[depth]) < 0.05e6
+
+
+def test_vovnet_stages_strides_and_ceil_mode_pooling():
+    model = VoVNet(39).eval()
+    with torch.no_grad():
+        features = model(torch.randn(1, 3, 72, 64))
+    assert [f.shape[1] for f in features] == model.out_channels == [256, 512, 768, 1024]
+    assert model.out_strides == [4, 8, 16, 32]
+    # 72 / 4 = 18 rows after the stem; ceil-mode 3x3/2 pools give 9, 4, 2 (floor: 8, 4, 1).
+    assert [f.shape[2] for f in features] == [18, 9, 4, 2]
+    assert [f.shape[3] for f in features] == [16, 8, 4, 2]
+    assert not hasattr(model.stage2, "Pooling") and isinstance(model.stage3.Pooling, torch.nn.MaxPool2d)
+
+
+def test_vovnet_residual_on_every_module_but_the_first_of_a_stage():
+    model = VoVNet(93)
+    for s, modules in enumerate(VOVNET_MODULES[93], start=2):
+        stage = getattr(model, f"stage{s}")
+        flags = [getattr(stage, f"OSA{s}_{m}").identity for m in range(1, modules + 1)]
+        assert flags == [False] + [True] * (modules - 1)
+        assert not hasattr(stage, f"OSA{s}_{modules + 1}")
+    # With its 1x1 aggregation zeroed (ReLU(BN(0)) = 0 in eval mode), a residual module passes
+    # its input through and a first module gives zeros.
+    model.eval()
+    with torch.no_grad():
+        model.stage4.OSA4_2.concat[0].weight.zero_()
+        model.stage4.OSA4_1.concat[0].weight.zero_()
+        x = torch.randn(1, 768, 4, 4)
+        torch.testing.assert_close(model.stage4.OSA4_2(x), x)
+        assert model.stage4.OSA4_1(torch.randn(1, 512, 4, 4)).abs().max() == 0
+
+
+def test_vovnet_keys_are_the_seeds():
+    keys = set(VoVNet(57).state_dict())
+    for key in (
+        "stem.stem_1/conv.weight",
+        "stem.stem_3/norm.running_var",
+        "stage2.OSA2_1.layers.0.OSA2_1_0/conv.weight",
+        "stage4.OSA4_4.layers.4.OSA4_4_4/norm.bias",
+        "stage5.OSA5_3.concat.OSA5_3_concat/conv.weight",
+    ):
+        assert key in keys
+    assert not any(k.endswith(".bias") and "/conv" in k for k in keys)  # bias-free convs
+
+
+def test_vovnet_frozen_stages_and_out_indices():
+    model = VoVNet(39, frozen_stages=1, frozen_bn=True, out_indices=(1, 2))
+    assert not any(p.requires_grad for p in [*model.stem.parameters(), *model.stage2.parameters()])
+    assert all(p.requires_grad for p in model.stage3.parameters())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not hasattr(model, "stage5") and model.out_channels == [512, 768] and model.out_strides == [8, 16]
+
+
+def test_vovnet_loads_a_checkpoint_in_the_seeds_layout(tmp_path):
+    reference = VoVNet(39).eval()
+    for m in reference.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    state = {f"module.{k}": v for k, v in reference.state_dict().items()}
+    state["module.classifier.weight"] = torch.zeros(1000, 1024)
+    torch.save(state, tmp_path / "vovnet39_statedict_norm.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = build_backbone("vovnet39", frozen_bn=True, pretrained=str(tmp_path / "vovnet39_statedict_norm.pth"))
+    x = torch.randn(1, 3, 64, 64)
+    for a, b in zip(model.eval()(x), reference(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * b.abs().max().item())

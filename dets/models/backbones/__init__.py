@@ -20,6 +20,7 @@ for every family).
 | darknet53 | stages 2..5 | 128, 256, 512, 1024 | 4, 8, 16, 32 |
 | vgg16 | conv5_3 | 512 | 16 |
 | detnet59 | layer1..layer5 | 256, 512, 1024, 1024, 1024 | 4, 8, 16, 16, 16 |
+| vovnet39, vovnet57, vovnet93 | stage2..stage5 | 256, 512, 768, 1024 | 4, 8, 16, 32 |
 """
 
 from functools import partial
@@ -31,9 +32,14 @@ from .darknet import DarkNet53
 from .detnet import DetNet59
 from .resnet import ResNet
 from .vgg import VGG16
+from .vovnet import VoVNet
 
 # The ImageNet classifier of each backbone's usual checkpoint: not part of a detector.
-CLASSIFIER_KEYS = {"vgg16": ("classifier.",), "darknet53": ("fc.",)}
+CLASSIFIER_KEYS = {
+    "vgg16": ("classifier.",),
+    "darknet53": ("fc.",),
+    **{f"vovnet{depth}": ("classifier.",) for depth in (39, 57, 93)},
+}
 DEFAULT_CLASSIFIER_KEYS = ("fc.",)
 
 BACKBONES = {
@@ -44,6 +50,9 @@ BACKBONES = {
     "darknet53": DarkNet53,
     "vgg16": VGG16,
     "detnet59": DetNet59,
+    "vovnet39": partial(VoVNet, 39),
+    "vovnet57": partial(VoVNet, 57),
+    "vovnet93": partial(VoVNet, 93),
 }
 
 
@@ -57,7 +66,7 @@ def build_backbone(
 ) -> nn.Module:
     """The backbone `name` of ``BACKBONES`` (see the module doc for the keywords); `pretrained`
     is the path of a user's ImageNet checkpoint (torchvision-style keys for ResNets and VGG16,
-    the published key names for DetNet-59), None to start from the initialisation."""
+    the published key names for DetNet-59 and VoVNet), None to start from the initialisation."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     backbone = BACKBONES[name](frozen_stages=frozen_stages, frozen_bn=frozen_bn, out_indices=out_indices)
@@ -76,6 +85,7 @@ __all__ = [
     "DetNet59",
     "ResNet",
     "VGG16",
+    "VoVNet",
     "build_backbone",
     "check_frozen_stages",
     "check_out_indices",

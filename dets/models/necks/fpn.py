@@ -24,18 +24,43 @@ def init_fpn_conv(conv: nn.Conv2d) -> None:
     nn.init.zeros_(conv.bias)
 
 
+class LastLevelP6P7(nn.Module):
+    """RetinaNet's and FCOS's two extra levels from P5 (FCOS: ``RETINANET.USE_C5 False``):
+    P6 = conv3x3/2(P5), P7 = conv3x3/2(ReLU(P6))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.p6 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.p7 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        for conv in (self.p6, self.p7):
+            init_fpn_conv(conv)
+
+    def forward(self, p5: torch.Tensor) -> list[torch.Tensor]:
+        p6 = self.p6(p5)
+        return [p6, self.p7(F.relu(p6))]
+
+
+TOP_LEVELS = ("max_pool", "p6p7")
+
+
 class FPN(nn.Module):
-    """FPN over C2..C5: [C2, C3, C4, C5] -> [P2, P3, P4, P5, P6], every map `out_channels` wide.
+    """FPN over the trunk's maps, finest first: [C2, C3, C4, C5] -> [P2, P3, P4, P5, P6] (Faster
+    R-CNN), or with ``top="p6p7"`` [C3, C4, C5] -> [P3, P4, P5, P6, P7] (FCOS, RetinaNet); every
+    map `out_channels` wide.
 
     P5 = lateral(C5); Pk = up(Pk+1) + lateral(Ck) with nearest up-sampling (the paper's); each
-    merged map then gets a 3x3 output conv; P6 = P5 sub-sampled by 2 (max-pool, kernel 1, stride
-    2, as FPN_Pytorch and Detectron). Strides are the trunk's plus twice the last.
+    merged map then gets a 3x3 output conv. top "max_pool": P6 = P5 sub-sampled by 2 (max-pool,
+    kernel 1, stride 2, as FPN_Pytorch and Detectron); "p6p7": ``LastLevelP6P7``. Strides are
+    the trunk's, then twice the last for each extra level.
     """
 
-    def __init__(self, in_channels: list[int], out_channels: int = FPN_CHANNELS):
+    def __init__(self, in_channels: list[int], out_channels: int = FPN_CHANNELS, top: str = "max_pool"):
         super().__init__()
+        if top not in TOP_LEVELS:
+            raise ValueError(f"top must be one of {TOP_LEVELS}, got {top!r}")
         self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
         self.output = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+        self.top = LastLevelP6P7(out_channels) if top == "p6p7" else None
         self.out_channels = out_channels
         for conv in [*self.lateral, *self.output]:
             init_fpn_conv(conv)
@@ -48,8 +73,9 @@ class FPN(nn.Module):
         for i in range(len(features) - 2, -1, -1):
             merged = upsample_add(merged, self.lateral[i](features[i]), "nearest")
             pyramid.insert(0, self.output[i](merged))
-        pyramid.append(F.max_pool2d(pyramid[-1], kernel_size=1, stride=2))
-        return pyramid
+        if self.top is None:
+            return [*pyramid, F.max_pool2d(pyramid[-1], kernel_size=1, stride=2)]
+        return [*pyramid, *self.top(pyramid[-1])]
 
 
 class DetNetFPN(nn.Module):
