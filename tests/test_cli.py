@@ -253,3 +253,58 @@ def test_two_stage_options_are_rejected_for_ttfnet(tiny_voc, tmp_path):
     )
     assert done.returncode != 0
     assert "--cag apply to Faster R-CNN nets only, not to ttfnet_r18 (TTFNet)" in done.stderr
+
+
+def test_centernet_round_trip_and_distillation(tiny_voc, tmp_path):
+    """centernet_r18: train, resume, evaluate and draw; then distil a student from the first
+    checkpoint and evaluate the student as a plain centernet_r18."""
+    tiny = ["--net", "centernet_r18", "--input_size", "64", "--bs", "2", "--nw", "0"]
+    models = tmp_path / "models"
+    two_iterations = ["--max_iters", "2", "--save_dir", str(models)]
+    train = [str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *tiny, *two_iterations]
+    run(*train, "--s", "3", "--epochs", "1", "--min_overlap", "0.3", "--norm_wh", cwd=tmp_path)
+    teacher = next(models.rglob("*.pth"))
+    assert teacher.name == "centernet_r18_3_1_2.pth"
+    resume = ["--s", "3", "--r", "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2"]
+    out = run(*train, *resume, "--epochs", "2", cwd=tmp_path)
+    assert "continuing at epoch 2" in out and "is kept" not in out
+    state = torch.load(teacher.with_name("centernet_r18_3_2_2.pth"), weights_only=False)
+    assert state["config"]["options"] == {"min_overlap": 0.3, "hm_loss": "focal", "norm_wh": True, "communism": None}
+    check = checkpoint_flags(models, 3, 2, 2)
+    out = run(
+        str(ROOT / "test_net.py"),
+        "--dataset",
+        tiny_voc,
+        *tiny,
+        *check,
+        "--output_dir",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
+    assert_evaluated(out, tmp_path / "out")
+    pictures, _ = run_demo(tiny_voc, [*tiny, *check], tmp_path / "demo", tmp_path)
+    assert pictures == 9
+
+    kd = ["--teachers", str(teacher), "--communism", "1.5,0.3,0.1", "--s", "4", "--epochs", "1"]
+    out = run(*train, *kd, cwd=tmp_path)
+    assert "loss_kd_hm0" in out
+    student = torch.load(
+        models.joinpath("centernet_r18", teacher.parent.name, "centernet_r18_4_1_2.pth"), weights_only=False
+    )
+    assert student["config"] == {
+        "net": "centernet_r18",
+        "num_classes": state["config"]["num_classes"],
+        "options": {"min_overlap": 0.7, "hm_loss": "focal", "norm_wh": False, "communism": (1.5, 0.3, 0.1)},
+    }
+    assert student["model"].keys() == state["model"].keys()
+    out = run(
+        str(ROOT / "test_net.py"),
+        "--dataset",
+        tiny_voc,
+        *tiny,
+        *checkpoint_flags(models, 4, 1, 2),
+        "--output_dir",
+        str(tmp_path / "student"),
+        cwd=tmp_path,
+    )
+    assert_evaluated(out, tmp_path / "student")
