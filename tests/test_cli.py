@@ -54,6 +54,12 @@ def run_demo(tiny_voc: str, flags: list[str], out_dir: Path, cwd: Path) -> tuple
     return len(list(out_dir.glob("*.jpg"))), len(list(images.glob("*.jpg")))
 
 
+def run_test_net(tiny_voc: str, flags: list[str], out_dir: Path, cwd: Path) -> None:
+    """test_net.py on the dataset's test split, writing to `out_dir`; checks its report."""
+    out = run(str(ROOT / "test_net.py"), "--dataset", tiny_voc, *flags, "--output_dir", str(out_dir), cwd=cwd)
+    assert_evaluated(out, out_dir)
+
+
 def assert_evaluated(out: str, out_dir: Path) -> None:
     """test_net.py printed its report and wrote its detections."""
     assert "mAP" in out and "images/s" in out
@@ -225,18 +231,7 @@ def test_faster_rcnn_train_resume_test_demo_round_trip(tiny_voc, tmp_path, net, 
     assert state["args"]["input_size"] == 64
 
     check = checkpoint_flags(models, 3, 2, 2)
-    out = run(
-        str(ROOT / "test_net.py"),
-        "--dataset",
-        tiny_voc,
-        *tiny,
-        *test_flags,
-        *check,
-        "--output_dir",
-        str(tmp_path / "out"),
-        cwd=tmp_path,
-    )
-    assert_evaluated(out, tmp_path / "out")
+    run_test_net(tiny_voc, [*tiny, *test_flags, *check], tmp_path / "out", tmp_path)
 
     pictures, _ = run_demo(tiny_voc, [*tiny, *test_flags, *check], tmp_path / "demo", tmp_path)
     assert pictures == 9
@@ -271,17 +266,7 @@ def test_centernet_round_trip_and_distillation(tiny_voc, tmp_path):
     state = torch.load(teacher.with_name("centernet_r18_3_2_2.pth"), weights_only=False)
     assert state["config"]["options"] == {"min_overlap": 0.3, "hm_loss": "focal", "norm_wh": True, "communism": None}
     check = checkpoint_flags(models, 3, 2, 2)
-    out = run(
-        str(ROOT / "test_net.py"),
-        "--dataset",
-        tiny_voc,
-        *tiny,
-        *check,
-        "--output_dir",
-        str(tmp_path / "out"),
-        cwd=tmp_path,
-    )
-    assert_evaluated(out, tmp_path / "out")
+    run_test_net(tiny_voc, [*tiny, *check], tmp_path / "out", tmp_path)
     pictures, _ = run_demo(tiny_voc, [*tiny, *check], tmp_path / "demo", tmp_path)
     assert pictures == 9
 
@@ -297,14 +282,4 @@ def test_centernet_round_trip_and_distillation(tiny_voc, tmp_path):
         "options": {"min_overlap": 0.7, "hm_loss": "focal", "norm_wh": False, "communism": (1.5, 0.3, 0.1)},
     }
     assert student["model"].keys() == state["model"].keys()
-    out = run(
-        str(ROOT / "test_net.py"),
-        "--dataset",
-        tiny_voc,
-        *tiny,
-        *checkpoint_flags(models, 4, 1, 2),
-        "--output_dir",
-        str(tmp_path / "student"),
-        cwd=tmp_path,
-    )
-    assert_evaluated(out, tmp_path / "student")
+    run_test_net(tiny_voc, [*tiny, *checkpoint_flags(models, 4, 1, 2)], tmp_path / "student", tmp_path)
