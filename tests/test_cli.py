@@ -54,6 +54,12 @@ def run_demo(tiny_voc: str, flags: list[str], out_dir: Path, cwd: Path) -> tuple
     return len(list(out_dir.glob("*.jpg"))), len(list(images.glob("*.jpg")))
 
 
+def run_test_net(tiny_voc: str, flags: list[str], out_dir: Path, cwd: Path) -> None:
+    """test_net.py on the dataset's test split, writing to `out_dir`; checks its report."""
+    out = run(str(ROOT / "test_net.py"), "--dataset", tiny_voc, *flags, "--output_dir", str(out_dir), cwd=cwd)
+    assert_evaluated(out, out_dir)
+
+
 def assert_evaluated(out: str, out_dir: Path) -> None:
     """test_net.py printed its report and wrote its detections."""
     assert "mAP" in out and "images/s" in out
@@ -63,8 +69,7 @@ def assert_evaluated(out: str, out_dir: Path) -> None:
 
 def evaluate_and_draw(tiny_voc: str, flags: list[str], cwd: Path) -> None:
     """test_net.py and demo.py with `flags` (net and checkpoint) evaluate and draw every image."""
-    out = run(str(ROOT / "test_net.py"), "--dataset", tiny_voc, *flags, "--output_dir", str(cwd / "out"), cwd=cwd)
-    assert_evaluated(out, cwd / "out")
+    run_test_net(tiny_voc, flags, cwd / "out", cwd)
     pictures, images = run_demo(tiny_voc, flags, cwd / "demo", cwd)
     assert pictures == images == 9
 
@@ -339,3 +344,35 @@ def test_swa_averages_the_last_epochs_and_re_estimates_batch_norm(tiny_voc, tmp_
         cwd=tmp_path,
     )
     assert_evaluated(out, tmp_path / "out")
+
+
+def test_centernet_round_trip_and_distillation(tiny_voc, tmp_path):
+    """centernet_r18: train, resume, evaluate and draw; then distil a student from the first
+    checkpoint and evaluate the student as a plain centernet_r18."""
+    tiny = ["--net", "centernet_r18", "--input_size", "64", "--bs", "2", "--nw", "0"]
+    models = tmp_path / "models"
+    two_iterations = ["--max_iters", "2", "--save_dir", str(models)]
+    train = [str(ROOT / "trainval_net.py"), "--dataset", tiny_voc, *tiny, *two_iterations]
+    run(*train, "--s", "3", "--epochs", "1", "--min_overlap", "0.3", "--norm_wh", cwd=tmp_path)
+    teacher = next(models.rglob("*.pth"))
+    assert teacher.name == "centernet_r18_3_1_2.pth"
+    resume = ["--s", "3", "--r", "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2"]
+    out = run(*train, *resume, "--epochs", "2", cwd=tmp_path)
+    assert "continuing at epoch 2" in out and "is kept" not in out
+    state = torch.load(teacher.with_name("centernet_r18_3_2_2.pth"), weights_only=False)
+    assert state["config"]["options"] == {"min_overlap": 0.3, "hm_loss": "focal", "norm_wh": True, "communism": None}
+    evaluate_and_draw(tiny_voc, [*tiny, *checkpoint_flags(models, 3, 2, 2)], tmp_path)
+
+    kd = ["--teachers", str(teacher), "--communism", "1.5,0.3,0.1", "--s", "4", "--epochs", "1"]
+    out = run(*train, *kd, cwd=tmp_path)
+    assert "loss_kd_hm0" in out
+    student = torch.load(
+        models.joinpath("centernet_r18", teacher.parent.name, "centernet_r18_4_1_2.pth"), weights_only=False
+    )
+    assert student["config"] == {
+        "net": "centernet_r18",
+        "num_classes": state["config"]["num_classes"],
+        "options": {"min_overlap": 0.7, "hm_loss": "focal", "norm_wh": False, "communism": (1.5, 0.3, 0.1)},
+    }
+    assert student["model"].keys() == state["model"].keys()
+    run_test_net(tiny_voc, [*tiny, *checkpoint_flags(models, 4, 1, 2)], tmp_path / "student", tmp_path)

@@ -85,3 +85,23 @@ def smooth_l1(diff: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     beta = 1.0 / (sigma * sigma)
     d = diff.abs()
     return torch.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+
+
+def pinned_losses(losses: dict[str, torch.Tensor], targets: dict[str, float]) -> dict[str, torch.Tensor]:
+    """CenterX's "communism" combination: every loss rescaled to a fixed value.
+
+    Each term becomes target · loss / loss.detach(): its value is `target` and its gradient is
+    that of `loss` times target / loss, so only the direction of each term's gradient matters,
+    not its size. A term that is exactly zero (e.g. a box loss in a batch without boxes) stays
+    zero instead of becoming 0/0.
+
+    Args:
+        losses: name → scalar loss (non-negative).
+        targets: name → the value that loss is pinned to; one target for every loss.
+    """
+    pinned = {}
+    for name, loss in losses.items():
+        value = loss.detach()
+        scale = torch.where(value != 0, targets[name] / torch.where(value != 0, value, 1.0), 0.0)
+        pinned[name] = scale * loss
+    return pinned
