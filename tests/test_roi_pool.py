@@ -344,7 +344,11 @@ def test_cpu_half_types_match_torchvision(dtype, gen):
         expected = tv.roi_pool(xt, rois, (3, 4), 0.5)
         expected.backward(grad)
         assert torch.equal(out, expected)
-        torch.testing.assert_close(gx, xt.grad, rtol=1e-3, atol=1e-3)
+        # torchvision sums the gradients in float16; dets in float32, rounding once: compare
+        # with torchvision's float32 gradient rounded to float16.
+        xf = x.detach().float().requires_grad_(True)
+        tv.roi_pool(xf, rois.float(), (3, 4), 0.5).backward(grad.float())
+        torch.testing.assert_close(gx, xf.grad.to(dtype), rtol=2e-3, atol=2e-3)
     # Max pooling is exact: the same as pooling the values in float32.
     ref_out, ref_gx = forward_backward("torch", x.float(), rois.float(), (3, 4), 0.5, grad.float())
     assert torch.equal(out.float(), ref_out)

@@ -34,7 +34,10 @@ def test_folding_keeps_the_outputs_and_removes_every_batch_norm(net):
     for module in reference.modules():
         if isinstance(module, torch.nn.Sequential):
             kids = list(module)
-            assert not any(isinstance(a, torch.nn.Conv2d) and isinstance(b, torch.nn.BatchNorm2d) for a, b in zip(kids, kids[1:]))
+            assert not any(
+                isinstance(a, torch.nn.Conv2d) and isinstance(b, torch.nn.BatchNorm2d)
+                for a, b in zip(kids, kids[1:], strict=False)
+            )
     with torch.no_grad():
         got = reference(images)
     outputs = zip(plain, got, strict=True) if isinstance(plain, tuple) else [(plain["cls_logits"], got["cls_logits"])]
