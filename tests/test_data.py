@@ -44,16 +44,13 @@ from dets.data.transforms import (
     rgb_to_hsv,
 )
 
-# CI keeps the shared data beside the checkout; a developer machine has it at /work/shared/data.
+# The shared data sits beside the checkout (../shared/data), for CI and developers alike.
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = next(
-    (p for p in (REPO_ROOT.parent / "shared" / "data", Path("/work/shared/data")) if p.is_dir()),
-    None,
-)
+DATA_ROOT = next((p for p in (REPO_ROOT.parent / "shared" / "data",) if p.is_dir()), None)
 BCCD = DATA_ROOT / "bccd" / "BCCD" if DATA_ROOT else None
 COCO128 = DATA_ROOT / "coco128" if DATA_ROOT else None
 requires_data = pytest.mark.skipif(
-    DATA_ROOT is None, reason="shared data not found at ../shared/data (beside the checkout) or /work/shared/data"
+    DATA_ROOT is None, reason="shared data not found at ../shared/data (beside the checkout)"
 )
 
 

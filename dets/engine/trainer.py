@@ -120,7 +120,8 @@ def train_one_epoch(
             losses = model(images, ground_truth)
         loss = losses["loss"]
         mean_loss = all_reduce_mean(loss.detach())
-        if guard.spike(float(mean_loss)):
+        # Only the spike check needs the loss on the host; without it no extra sync per step.
+        if guard.skip_loss_ratio and guard.spike(float(mean_loss)):
             skipped += 1
             optimizer.zero_grad(set_to_none=True)
             if is_main_process():
@@ -149,7 +150,8 @@ def train_one_epoch(
             guard.bad(f"epoch {epoch} iter {it}: non-finite gradients (norm {float(grad_norm)}); step skipped")
             continue
         guard.good()
-        guard.previous_loss = float(mean_loss)
+        if guard.skip_loss_ratio:
+            guard.previous_loss = float(mean_loss)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
