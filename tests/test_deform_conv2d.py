@@ -289,6 +289,33 @@ def test_autocast_runs_in_float32_and_returns_input_dtype(backend_name, device, 
     torch.testing.assert_close(plain, expected - case["bias"].float()[:, None, None], **F32)
 
 
+@pytest.mark.parametrize("backend_name,device", [p for p in BACKEND_DEVICES if p.values[1] == "cpu"])
+def test_autocast_takes_a_float32_weight_beside_bf16_maps(backend_name, device, gen):
+    # In a model under autocast the maps come from autocast convs (bf16) and the layer's own
+    # weight and bias stay float32: the op must take that mix, not refuse it as mixed dtypes.
+    case = case_from(gen, "3x3-pad1-mask")
+    low = {n: case[n].bfloat16() for n in ("input", "offset", "mask")}
+    with backend(backend_name), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = deform_conv2d(low["input"], low["offset"], case["weight"], case["bias"], 1, 1, 1, low["mask"])
+    assert out.dtype == torch.bfloat16
+    as_float = {**case, **{n: v.float() for n, v in low.items()}}
+    expected = reference_forward_backward(as_float, torch.ones(2, 6, 7, 6))[0]
+    torch.testing.assert_close(out, expected.bfloat16(), atol=0.05, rtol=0.02)
+
+
+@pytest.mark.parametrize("backend_name,device", BACKEND_DEVICES)
+def test_inference_mode_gives_the_plain_result(backend_name, device, gen):
+    # The CPU kernel's worker threads call ATen on slices of the output: under inference_mode
+    # they must run in it too, or every in-place write to an inference tensor is refused.
+    case = {n: v.to(device) if isinstance(v, torch.Tensor) else v for n, v in case_from(gen, "3x3-pad1-mask").items()}
+    layer = ModulatedDeformConv2dPack(case["input"].shape[1], 6, 3, padding=1).to(device).eval()
+    with backend(backend_name):
+        plain = layer(case["input"])
+        with torch.inference_mode():
+            fast = layer(case["input"])
+    torch.testing.assert_close(fast, plain, rtol=0, atol=0)
+
+
 @requires_extension
 def test_float16_on_cpu_backend_is_rejected():
     x = torch.randn(1, 2, 4, 4).half()

@@ -15,8 +15,11 @@
 // gradient then has one owner: no atomics); every chunk of images sums its
 // weight gradient into its own buffer and the chunks are added at the end, so
 // the result depends on the thread count only through that last sum.
+// at::parallel_for does not carry the caller's InferenceMode into its worker
+// threads, and the tasks call ATen on slices of the output: each task sets it.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -294,7 +297,9 @@ void forward_impl(const Shape& s, const at::Tensor& nhwc,
   const int64_t image_size = nhwc.size(1) * s.channels;
   const int64_t offset_size = 2 * s.offset_groups * k_taps * plane;
   const int64_t mask_size = s.offset_groups * k_taps * plane;
+  const bool inference = c10::InferenceMode::is_enabled();
   at::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
+    const c10::InferenceMode same_mode_as_caller(inference);
     std::vector<Tap<T>> taps;
     at::Tensor cols = at::empty({rows, row_len}, nhwc.options());
     for (int64_t task = begin; task < end; ++task) {
@@ -355,7 +360,9 @@ void backward_impl(const Shape& s, const at::Tensor& grad,
   const int64_t chunks = std::min<int64_t>(s.batch, at::get_num_threads());
   at::Tensor partial = at::zeros({chunks, s.out_channels, k_taps * per_group},
                                  weight_rows.options());
+  const bool inference = c10::InferenceMode::is_enabled();
   at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+    const c10::InferenceMode same_mode_as_caller(inference);
     std::vector<Tap<T>> taps;
     at::Tensor cols = at::empty({rows, row_len}, nhwc.options());
     at::Tensor grad_cols = at::empty({rows, row_len}, nhwc.options());
@@ -404,8 +411,6 @@ at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
                              int64_t dilation_h, int64_t dilation_w,
                              int64_t groups, int64_t offset_groups,
                              bool use_mask) {
-  // The ATen calls below work on internal tensors: no autograd graph.
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Shape s = deform_conv2d_common::check_forward(
       input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
       dilation_h, dilation_w, groups, offset_groups, use_mask);
@@ -431,8 +436,6 @@ deform_conv2d_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
                            int64_t pad_w, int64_t dilation_h,
                            int64_t dilation_w, int64_t groups,
                            int64_t offset_groups, bool use_mask) {
-  // The ATen calls below work on internal tensors: no autograd graph.
-  const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Shape s = deform_conv2d_common::check_backward(
       grad, input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
       dilation_h, dilation_w, groups, offset_groups, use_mask);

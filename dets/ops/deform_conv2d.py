@@ -254,32 +254,28 @@ def deform_conv2d(
     Returns:
         [B, C_out, H_out, W_out] in input's dtype, contiguous.
     """
+    check_tensor("input", input, dims=4)
+    if torch.is_autocast_enabled(input.device.type):
+        # Autocast has cast the layers before to a lower precision and left the weight alone:
+        # every tensor goes to float32 before the checks, which then see one dtype.
+        tensors = [t.float() if isinstance(t, torch.Tensor) else t for t in (input, offset, weight, bias, mask)]
+        with torch.autocast(input.device.type, enabled=False):
+            out = deform_conv2d(*tensors[:4], stride, padding, dilation, tensors[4])
+        return out.to(input.dtype)
     stride, padding, dilation, groups, offset_groups = _check_arguments(
         input, offset, weight, bias, stride, padding, dilation, mask
     )
-    out_dtype = input.dtype
-    if torch.is_autocast_enabled(input.device.type):
-        input, offset, weight = input.float(), offset.float(), weight.float()
-        bias = bias.float() if bias is not None else None
-        mask = mask.float() if mask is not None else None
     backend = _backend.choose("deform_conv2d", input.device)
     check_floating("input", input, allowed=_DTYPES[backend])
-    # The reference's and the Triton launchers' own torch calls (matrix products) must not be
-    # autocast to a lower precision.
-    no_autocast = torch.autocast(input.device.type, enabled=False)
     if backend == "torch":
-        with no_autocast:
-            out = _reference.deform_conv2d(input, weight, offset, mask, bias, stride, padding, dilation)
-        return out.to(out_dtype)
+        return _reference.deform_conv2d(input, weight, offset, mask, bias, stride, padding, dilation)
     use_mask = mask is not None
     if mask is None:
         mask = input.new_zeros((0,))
     if bias is None:
         bias = input.new_zeros((weight.shape[0],))
     op = _deform_conv2d_triton if backend == "triton" else torch.ops.dets.deform_conv2d
-    with no_autocast:
-        out = op(input, weight, offset, mask, bias, *stride, *padding, *dilation, groups, offset_groups, use_mask)
-    return out.to(out_dtype)
+    return op(input, weight, offset, mask, bias, *stride, *padding, *dilation, groups, offset_groups, use_mask)
 
 
 class DeformConv2d(nn.Module):
