@@ -15,8 +15,11 @@
 // gradient then has one owner: no atomics); every chunk of images sums its
 // weight gradient into its own buffer and the chunks are added at the end, so
 // the result depends on the thread count only through that last sum.
-// at::parallel_for does not carry the caller's InferenceMode into its worker
-// threads, and the tasks call ATen on slices of the output: each task sets it.
+// The ATen calls work on internal tensors, so autograd is kept out of them. A
+// worker thread of at::parallel_for does not inherit the caller's thread-local
+// dispatch state: each task sets the caller's InferenceMode (ATen refuses to
+// write an inference tensor outside it) and then keeps autograd out again,
+// since InferenceMode(false) turns it back on.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -35,6 +38,12 @@ using deform_conv2d_common::Sample;
 using deform_conv2d_common::sample_at;
 using deform_conv2d_common::sample_coord;
 using deform_conv2d_common::Shape;
+
+struct TaskModeGuard {
+  explicit TaskModeGuard(bool inference) : inference_mode(inference) {}
+  const c10::InferenceMode inference_mode;
+  const at::AutoDispatchBelowADInplaceOrView no_autograd;
+};
 
 // Elements of the column buffer per tile: small enough to stay in L2 while
 // its GEMM runs. The backward holds two such buffers (columns and their
@@ -299,7 +308,7 @@ void forward_impl(const Shape& s, const at::Tensor& nhwc,
   const int64_t mask_size = s.offset_groups * k_taps * plane;
   const bool inference = c10::InferenceMode::is_enabled();
   at::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
-    const c10::InferenceMode same_mode_as_caller(inference);
+    const TaskModeGuard same_mode_as_caller(inference);
     std::vector<Tap<T>> taps;
     at::Tensor cols = at::empty({rows, row_len}, nhwc.options());
     for (int64_t task = begin; task < end; ++task) {
@@ -362,7 +371,7 @@ void backward_impl(const Shape& s, const at::Tensor& grad,
                                  weight_rows.options());
   const bool inference = c10::InferenceMode::is_enabled();
   at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
-    const c10::InferenceMode same_mode_as_caller(inference);
+    const TaskModeGuard same_mode_as_caller(inference);
     std::vector<Tap<T>> taps;
     at::Tensor cols = at::empty({rows, row_len}, nhwc.options());
     at::Tensor grad_cols = at::empty({rows, row_len}, nhwc.options());
@@ -411,6 +420,7 @@ at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
                              int64_t dilation_h, int64_t dilation_w,
                              int64_t groups, int64_t offset_groups,
                              bool use_mask) {
+  const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Shape s = deform_conv2d_common::check_forward(
       input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
       dilation_h, dilation_w, groups, offset_groups, use_mask);
@@ -436,6 +446,7 @@ deform_conv2d_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
                            int64_t pad_w, int64_t dilation_h,
                            int64_t dilation_w, int64_t groups,
                            int64_t offset_groups, bool use_mask) {
+  const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Shape s = deform_conv2d_common::check_backward(
       grad, input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
       dilation_h, dilation_w, groups, offset_groups, use_mask);

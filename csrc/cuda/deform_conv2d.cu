@@ -235,6 +235,8 @@ at::Tensor deform_conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
                               int64_t dilation_h, int64_t dilation_w,
                               int64_t groups, int64_t offset_groups,
                               bool use_mask) {
+  // The ATen calls below work on internal tensors: no autograd graph.
+  const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Shape s = deform_conv2d_common::check_forward(
       input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
       dilation_h, dilation_w, groups, offset_groups, use_mask);
@@ -275,6 +277,8 @@ deform_conv2d_backward_cuda(const at::Tensor& grad, const at::Tensor& input,
                             int64_t pad_w, int64_t dilation_h,
                             int64_t dilation_w, int64_t groups,
                             int64_t offset_groups, bool use_mask) {
+  // The ATen calls below work on internal tensors: no autograd graph.
+  const at::AutoDispatchBelowADInplaceOrView no_autograd;
   const Shape s = deform_conv2d_common::check_backward(
       grad, input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
       dilation_h, dilation_w, groups, offset_groups, use_mask);
