@@ -29,11 +29,12 @@ NETS: dict[str, NetSpec] = {
     "ttfnet_r34": NetSpec(partial(build_ttfnet, "resnet34", wh_convs=2), TTFNET),
     "ttfnet_r50": NetSpec(partial(build_ttfnet, "resnet50", wh_convs=2), TTFNET),
     "ttfnet_d53": NetSpec(partial(build_ttfnet, "darknet53", wh_convs=2), TTFNET),
-    # CenterNet as CenterX, plain 3×3 convs in the up-sampling neck (CenterX's USE_DEFORM False).
+    # CenterNet as CenterX: plain 3×3 convs in the up-sampling neck (CenterX's USE_DEFORM False)
+    # or modulated deformable ones (its default, the resdcn nets).
     "centernet_r18": NetSpec(partial(build_centernet, "resnet18"), CENTERNET),
     "centernet_r50": NetSpec(partial(build_centernet, "resnet50"), CENTERNET),
-    # centernet_resdcn18 / centernet_resdcn50 (CenterX's default: modulated deformable convs in
-    # the neck) go here once dets.ops has that op: the neck takes its 3×3 conv as `conv_layer`.
+    "centernet_resdcn18": NetSpec(partial(build_centernet, "resnet18", deform=True), CENTERNET),
+    "centernet_resdcn50": NetSpec(partial(build_centernet, "resnet50", deform=True), CENTERNET),
     # Faster R-CNN, C4 (faster-rcnn.pytorch; checkpoints faster_rcnn_*) and FPN (DetNet; fpn_*).
     "vgg16": NetSpec(partial(build_faster_rcnn, "vgg16"), VGG16_C4),
     "res50": NetSpec(partial(build_faster_rcnn, "res50"), C4),

@@ -21,6 +21,7 @@ from dets.models.centernet.losses import (
 )
 from dets.models.centernet.recipe import class_slices, loss_values, paths
 from dets.models.losses import pinned_losses
+from dets.ops import ModulatedDeformConv2dPack
 
 SIZE = 64
 
@@ -52,8 +53,11 @@ def test_output_shapes_and_initialisation(net):
     assert wh.shape == offset.shape == (2, 2, SIZE // 4, SIZE // 4)
     torch.testing.assert_close(model.head.hm[-1].bias, torch.full((3,), -2.19))
     # CenterX's DECONV_CHANNEL: [512 or 2048, 256, 128, 64] and 64-wide head convs.
-    first_in = 512 if net == "centernet_r18" else 2048
+    first_in = 512 if net.endswith("18") else 2048
     assert [layer[0].in_channels for layer in model.neck] == [first_in, 256, 128]
+    # CenterX's resdcn nets: a modulated deformable 3×3 conv in each layer, else a plain one.
+    conv_type = ModulatedDeformConv2dPack if "resdcn" in net else nn.Conv2d
+    assert all(type(layer[0]) is conv_type and layer[0].kernel_size == (3, 3) for layer in model.neck)
     assert [layer[3].out_channels for layer in model.neck] == [256, 128, 64]
     assert all(branch[0].out_channels == 64 for branch in (model.head.hm, model.head.wh, model.head.offset))
     # The bilinear ×2 kernel from every input channel to output channel 0 (fill_up_weights).
@@ -62,6 +66,18 @@ def test_output_shapes_and_initialisation(net):
         up = layer[3]
         assert (up.kernel_size, up.stride, up.padding) == ((4, 4), (2, 2), (1, 1)) and up.bias is None
         torch.testing.assert_close(up.weight[:, 0], (ramp[:, None] * ramp[None, :]).expand_as(up.weight[:, 0]))
+
+
+def test_resdcn_offsets_learn_from_the_loss():
+    """The deformable convs' offset branches start at zero and get gradients from the training
+    loss, so the resdcn nets really learn where to sample."""
+    torch.manual_seed(0)
+    model = build_detector("centernet_resdcn18", num_classes=2)
+    losses = model(torch.randn(1, 3, SIZE, SIZE), _ground_truth([[8.0, 8.0, 40.0, 30.0]], [[1]]))
+    losses["loss"].backward()
+    for layer in model.neck:
+        assert not layer[0].conv_offset.weight.any()
+        assert layer[0].conv_offset.weight.grad.abs().sum() > 0
 
 
 # Heatmap B=1, C=2, 1×2: class 0 has a centre at x=0 and a Gaussian 0.5 at x=1; class 1 nothing.

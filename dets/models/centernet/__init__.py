@@ -5,7 +5,7 @@ from ..backbones import build_backbone
 from .distill import CenterNetDistiller, load_teacher
 from .head import CenterNetHead
 from .model import CenterNet
-from .neck import CenterNetNeck
+from .neck import CenterNetNeck, deform_conv3x3, plain_conv3x3
 from .recipe import CENTERNET
 
 
@@ -16,6 +16,7 @@ def build_centernet(
     pretrained: str | None = None,
     frozen_stages: int = -1,
     frozen_bn: bool = False,
+    deform: bool = False,
     min_overlap: float = 0.7,
     hm_loss: str = "focal",
     norm_wh: bool = False,
@@ -25,6 +26,8 @@ def build_centernet(
     kd_without_gt: bool = False,
 ) -> CenterNet | CenterNetDistiller:
     """CenterNet over the last map (stride 32) of the shared backbone `backbone`.
+
+    deform: modulated deformable 3×3 convs in the up-sampling neck (CenterX's ``resdcn`` nets).
 
     min_overlap, hm_loss, norm_wh, communism: see ``CenterNet``.
     teachers: paths of CenterNet checkpoints to distil from (None: no distillation); the result
@@ -37,7 +40,7 @@ def build_centernet(
     trunk = build_backbone(
         backbone, out_indices=(3,), frozen_stages=frozen_stages, frozen_bn=frozen_bn, pretrained=pretrained
     )
-    neck = CenterNetNeck(trunk.out_channels[-1])
+    neck = CenterNetNeck(trunk.out_channels[-1], conv_layer=deform_conv3x3 if deform else plain_conv3x3)
     model = CenterNet(
         trunk,
         neck,

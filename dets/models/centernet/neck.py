@@ -4,7 +4,8 @@
 
 CenterX's ``DECONV_CHANNEL`` is [backbone channels, 256, 128, 64]: [512, 256, 128, 64] for
 ResNet-18 and [2048, 256, 128, 64] for ResNet-50. Its default 3×3 conv is a modulated deformable
-conv (the ``resdcn`` nets); with ``USE_DEFORM False`` it is the plain conv used here.
+conv (the ``resdcn`` nets, ``deform_conv3x3``); with ``USE_DEFORM False`` it is a plain conv
+(``plain_conv3x3``, the ``centernet_r*`` nets).
 """
 
 import math
@@ -13,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from dets.ops import ModulatedDeformConv2dPack
+
 CENTERX_CHANNELS = (256, 128, 64)
 UP_KERNEL = 4
 
@@ -20,6 +23,12 @@ UP_KERNEL = 4
 def plain_conv3x3(in_channels: int, out_channels: int) -> nn.Module:
     """CenterX's ``DeformConvWithOff`` with ``use_deform=False``: a 3×3 conv with a bias."""
     return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
+def deform_conv3x3(in_channels: int, out_channels: int) -> nn.Module:
+    """CenterX's ``DeformConvWithOff`` with ``use_deform=True``: a 3×3 modulated deformable conv
+    (one offset group) with a bias, its offsets and masks predicted from the input."""
+    return ModulatedDeformConv2dPack(in_channels, out_channels, 3, padding=1)
 
 
 def fill_up_weights(weight: torch.Tensor) -> None:
@@ -57,8 +66,8 @@ class CenterNetNeck(nn.Sequential):
     Args:
         in_channels: channels of the backbone's stride-32 map.
         channels: output channels of the three layers (CenterX: 256, 128, 64).
-        conv_layer: builds each layer's 3×3 conv from (in, out) channels; the ``resdcn`` nets
-            will pass a modulated deformable conv here.
+        conv_layer: builds each layer's 3×3 conv from (in, out) channels: ``plain_conv3x3`` or
+            ``deform_conv3x3`` (the ``resdcn`` nets).
     """
 
     def __init__(
