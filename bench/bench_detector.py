@@ -1,28 +1,40 @@
 """Speed of any net of the table: a training step, network-only inference (the seeds' FPS:
 the forward pass alone) and full inference (pre-processing of raw images with the family's test
-transforms, batching, the network and the post-processing of ``predict``), images/s and latency,
-and the share of each step spent in the dets ops.
+transforms, batching, the network and the post-processing of ``predict``) of the plain model and
+of the model as test_net.py runs it (``prepare_for_inference``), images/s and latency, and the
+share of each step spent in the dets ops.
 
     python bench/bench_detector.py --net res50_fpn [--input_size 160] [--bs 4] [--amp] [--device cpu]
-        [--steps 3] [--pooling_mode align]
+        [--steps 3] [--option pooling_mode=align] [--option dcn=true] [--channels_last]
+        [--parts voc:../shared/data/bccd/BCCD [--data_dir DIR] [--top 15]]
 
 Images are random and the weights untrained (e.g. Faster R-CNN's RPN proposes its full quota and
 its box head scores every class low), so test times are the model's, not a trained model's. The
 op shares come from torch.profiler over separate calls: the time attributed to each dets op (self
 and children) over the profiled call's wall time; on CUDA, kernel time over wall time.
+
+``--parts DATASET`` adds the share of each part of a real training step on that dataset's
+batches (the recipe's training transforms, ``collate``, the trainer's ``train_one_epoch`` with
+SGD as trainval_net.py builds it): loading the batch in the main process (``--nw 0``: what a
+data worker has to keep up with), the forward pass of each top-level child of the model, the rest
+of the forward (targets, losses: the ``*_targets`` ops are listed too), the backward pass with
+gradient clipping, the optimizer step, and the profile's top entries by self time.
 """
 
+import copy
 import sys
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dets.data import collate  # noqa: E402
+from dets.data import build_dataset, collate  # noqa: E402
 from dets.data.transforms import Sample  # noqa: E402
-from dets.models import build_detector, net_spec  # noqa: E402
+from dets.engine.trainer import BACKWARD, FORWARD, OPTIMIZER, build_optimizer, train_one_epoch  # noqa: E402
+from dets.models import build_detector, net_spec, prepare_for_inference, prepare_for_training  # noqa: E402
 
 from _timing import _sync, arg_parser, device_description, measure, print_table, random_scene  # noqa: E402
 
@@ -55,14 +67,21 @@ def op_shares(fn, device: torch.device, steps: int) -> dict[str, float]:
 
 
 def measure_net(
-    net: str, device: torch.device, input_size: int | None, bs: int, steps: int, amp: bool, options: dict
+    net: str,
+    device: torch.device,
+    input_size: int | None,
+    bs: int,
+    steps: int,
+    amp: bool,
+    options: dict,
+    channels_last: bool = False,
 ) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
     """Rows of (measure, images/s, latency ms) and the op shares of the train and test steps."""
     recipe = net_spec(net).recipe
     size = input_size or recipe.input_size
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = build_detector(net, NUM_CLASSES, options=options).to(device)
+    model = prepare_for_training(build_detector(net, NUM_CLASSES, options=options), device, channels_last=channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     images, ground_truth = random_scene(bs, size, BOXES_PER_IMAGE, NUM_CLASSES, device, generator)
     transforms = recipe.test_transforms(size)
@@ -82,20 +101,142 @@ def measure_net(
         with torch.inference_mode(), autocast:
             model(images)
 
-    def full_inference():
-        model.eval()
+    def full_inference(detector=model):
+        detector.eval()
         empty = torch.zeros(0, 4)
         samples = [transforms(Sample(image, empty, torch.zeros(0, dtype=torch.int64))) for image in raw]
         batch, _, _ = collate([(s.image, {}) for s in samples])
         with torch.inference_mode(), autocast:
-            model.predict(batch.to(device), max_per_image=100)
+            detector.predict(batch.to(device), max_per_image=100)
+
+    # A copy as test_net.py and demo.py run it: folded BatchNorms, channels-last.
+    prepared = prepare_for_inference(copy.deepcopy(model), device)
 
     rows = []
-    for name, fn in (("train step", train_step), ("network only", network_only), ("full inference", full_inference)):
+    measures = (
+        ("train step", train_step),
+        ("network only", network_only),
+        ("full inference", full_inference),
+        ("full inference, prepare_for_inference", lambda: full_inference(prepared)),
+    )
+    for name, fn in measures:
         seconds = measure(fn, device, repeats=steps, warmup=1, min_time=0)
         rows.append([f"{net}: {name}", f"{bs / seconds:.2f}", f"{1e3 * seconds:.1f}"])
     shares = {"train": op_shares(train_step, device, steps), "test": op_shares(full_inference, device, steps)}
     return rows, shares
+
+
+DATA = "data"
+
+
+class LabelledLoader:
+    """A DataLoader whose every batch is fetched inside the profiler label DATA."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            with torch.profiler.record_function(DATA):
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
+
+
+def _labelled(forward, label: str):
+    def run(*args, **kwargs):
+        with torch.profiler.record_function(label):
+            return forward(*args, **kwargs)
+
+    return run
+
+
+def step_parts(
+    net: str,
+    device: torch.device,
+    dataset: str,
+    data_dir: str | None,
+    input_size: int | None,
+    bs: int,
+    steps: int,
+    amp: bool,
+    options: dict,
+    channels_last: bool,
+    top: int,
+) -> tuple[list[list[str]], str]:
+    """Rows of (part, ms per step, share of the step) over `steps` profiled training steps on
+    `dataset`, and the profile's `top` entries by self CPU time as a table."""
+    recipe = net_spec(net).recipe
+    size = input_size or recipe.input_size
+    data = build_dataset(dataset, "train", data_dir=data_dir, transforms=recipe.train_transforms(size, False))
+    model = build_detector(net, data.num_classes, options=options)
+    children = [name for name, _ in model.named_children()]
+    for name, child in model.named_children():
+        child.forward = _labelled(child.forward, f"part: {name}")
+    model = prepare_for_training(model, device, channels_last=channels_last)
+    optimizer = build_optimizer(model, "sgd", 1e-4, 1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    loader = LabelledLoader(
+        torch.utils.data.DataLoader(
+            data,
+            batch_size=bs,
+            shuffle=True,
+            collate_fn=collate,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+    )
+    amp_dtype = (torch.bfloat16 if device.type == "cpu" else torch.float16) if amp else None
+    scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
+
+    def train(iters: int) -> None:
+        train_one_epoch(
+            model, loader, optimizer, scheduler, device, 1, scaler=scaler, amp_dtype=amp_dtype, max_iters=iters
+        )
+
+    train(1)
+    _sync(device)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        train(steps)
+        _sync(device)
+        wall_ms = (time.perf_counter() - start) * 1e3 / steps
+    spent = {event.key: event.cpu_time_total / 1e3 / steps for event in prof.key_averages()}
+    targets = sum(ms for key, ms in spent.items() if key.startswith("dets::") and key.endswith("_targets"))
+    parts = {f"{DATA} (main process)": spent.get(DATA, 0.0)}
+    parts |= {f"forward: {name}": spent.get(f"part: {name}", 0.0) for name in children}
+    parts["forward: the rest (targets, losses)"] = spent.get(FORWARD, 0.0) - sum(
+        spent.get(f"part: {name}", 0.0) for name in children
+    )
+    parts["  of which the *_targets ops"] = targets
+    parts["backward (with gradient clipping)"] = spent.get(BACKWARD, 0.0)
+    parts["optimizer step"] = spent.get(OPTIMIZER, 0.0)
+    accounted = sum(spent.get(key, 0.0) for key in (DATA, FORWARD, BACKWARD, OPTIMIZER))
+    parts["other (trainer bookkeeping)"] = wall_ms - accounted
+    rows = [[part, f"{ms:.1f}", f"{100 * ms / wall_ms:.1f}%"] for part, ms in parts.items()]
+    rows.append(["step (wall)", f"{wall_ms:.1f}", "100%"])
+    labels = {DATA, FORWARD, BACKWARD, OPTIMIZER} | {f"part: {name}" for name in children}
+    ops = [event for event in prof.key_averages() if event.key not in labels]
+    ops.sort(key=lambda event: -event.self_cpu_time_total)
+    lines = []
+    for event in ops[:top]:
+        ms = event.self_cpu_time_total / 1e3 / steps
+        lines.append(f"| {event.key} | {ms:.1f} | {100 * ms / wall_ms:.1f}% | {event.count // steps} |")
+    table = "\n".join(lines)
+    return rows, "| op | self ms per step | share | calls per step |\n|---|---|---|---|\n" + table
+
+
+def parse_option(text: str, parser) -> tuple[str, object]:
+    """'name=value' → (name, value), the value read as YAML (true, 3, 0.5, align)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        parser.error(f"--option takes NAME=VALUE, got {text!r}")
+    return name, yaml.safe_load(value)
 
 
 def run(
@@ -107,21 +248,32 @@ def run(
     steps: int = 3,
     amp: bool = False,
     options: dict | None = None,
+    channels_last: bool = False,
+    parts: str | None = None,
+    data_dir: str | None = None,
+    top: int = 15,
 ) -> None:
     if quick:
         input_size, bs, steps = input_size or 128, 2, 1
     print(f"\ndevice: {device_description(device)}")
     for net in nets:
-        rows, shares = measure_net(net, device, input_size, bs, steps, amp, options or {})
+        rows, shares = measure_net(net, device, input_size, bs, steps, amp, options or {}, channels_last)
         size = input_size or net_spec(net).recipe.input_size
+        settings = (", autocast" if amp else "") + (", channels-last" if channels_last else "")
         print_table(
-            f"{net}, --input_size {size}, batch {bs}, {NUM_CLASSES} classes{', autocast' if amp else ''}",
+            f"{net}, --input_size {size}, batch {bs}, {NUM_CLASSES} classes{settings}",
             ["measure", "images/s", "latency (ms)"],
             rows,
         )
         for step, share in shares.items():
             listed = ", ".join(f"{op} {100 * v:.1f}%" for op, v in share.items()) or "none"
             print(f"{net} {step} step, share in dets ops: {listed}")
+        if parts:
+            rows, top_table = step_parts(
+                net, device, parts, data_dir, input_size, bs, steps, amp, options or {}, channels_last, top
+            )
+            print_table(f"{net}: the parts of a training step on {parts}", ["part", "ms per step", "share"], rows)
+            print(f"\n{net}: the profile's top {top} entries of a training step (self CPU time)\n{top_table}")
 
 
 def main() -> None:
@@ -133,9 +285,19 @@ def main() -> None:
     parser.add_argument("--bs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3, help="timed calls after one warm-up (the median is reported)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CPU, fp16 on CUDA")
-    parser.add_argument("--pooling_mode", default=None, help="Faster R-CNN's RoI pooling (its option)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a family option of the net (its builder keyword, e.g. pooling_mode=align, dcn=true); repeatable",
+    )
+    parser.add_argument("--channels_last", action="store_true", help="NHWC weights (prepare_for_training)")
+    parser.add_argument("--parts", default=None, metavar="DATASET", help="add the parts of a training step on DATASET")
+    parser.add_argument("--data_dir", default=None, help="--parts' data folder (e.g. where `shapes` is made)")
+    parser.add_argument("--top", type=int, default=15, help="--parts: how many profile entries to list")
     args = parser.parse_args()
-    options = {"pooling_mode": args.pooling_mode} if args.pooling_mode else {}
+    options = dict(parse_option(text, parser) for text in args.option)
     run(
         torch.device(args.device),
         args.quick,
@@ -145,6 +307,10 @@ def main() -> None:
         args.steps,
         args.amp,
         options,
+        args.channels_last,
+        args.parts,
+        args.data_dir,
+        args.top,
     )
 
 

@@ -319,6 +319,12 @@ def train_parser() -> argparse.ArgumentParser:
         "values at random (the longer-side cap scales alike); testing uses the largest",
     )
     parser.add_argument("--amp", action="store_true", help="mixed precision (fp16 on GPU, bf16 on CPU)")
+    parser.add_argument(
+        "--channels_last",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train with NHWC weights (off by default: see the README's speed section for why)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--max_iters", type=_positive_int, default=None, help="stop each epoch after this many iterations (smoke tests)"

@@ -13,7 +13,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from dets.data import MultiScaleCollate, build_dataset, class_box_counts, collate
-from dets.models import build_detector, net_spec
+from dets.models import build_detector, net_spec, prepare_for_training
 from dets.plots import plot_training_curves
 
 from .args import train_parser, write_config
@@ -182,14 +182,18 @@ def main(args) -> dict:
         )
         state = load_checkpoint(resume_path, required=RESUME_FIELDS)
     options = training_options(args, None if state is None else checkpoint_config(state, resume_path))
-    model = build_detector(
-        args.net,
-        len(class_names),
-        pretrained=args.pretrained,
-        frozen_stages=frozen_stages,
-        frozen_bn=frozen_bn,
-        options=options,
-    ).to(device)
+    model = prepare_for_training(
+        build_detector(
+            args.net,
+            len(class_names),
+            pretrained=args.pretrained,
+            frozen_stages=frozen_stages,
+            frozen_bn=frozen_bn,
+            options=options,
+        ),
+        device,
+        channels_last=args.channels_last,
+    )
 
     if world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed)

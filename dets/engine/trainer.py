@@ -5,8 +5,13 @@ import time
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from .distributed import all_reduce_mean, is_main_process
+
+# Profiler labels of a step's phases, for anyone profiling a run (bench/bench_detector.py --parts
+# reads them); outside a profiler they cost nothing measurable.
+FORWARD, BACKWARD, OPTIMIZER = "train: forward", "train: backward", "train: optimizer"
 
 
 def build_optimizer(
@@ -116,7 +121,7 @@ def train_one_epoch(
             break
         images = images.to(device, non_blocking=True)
         ground_truth = ground_truth.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with record_function(FORWARD), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             losses = model(images, ground_truth)
         loss = losses["loss"]
         mean_loss = all_reduce_mean(loss.detach())
@@ -135,15 +140,16 @@ def train_one_epoch(
                 f"({ {k: float(v.detach()) for k, v in losses.items()} }); step skipped, weights unchanged"
             )
             continue
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        # The norm is needed for clipping anyway; with clipping off it only checks the gradients.
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        grad_norm = nn.utils.clip_grad_norm_(params, clip_grad if clip_grad > 0 else math.inf)
+        with record_function(BACKWARD):
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            # The norm is needed for clipping anyway; with clipping off it only checks the gradients.
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            grad_norm = nn.utils.clip_grad_norm_(params, clip_grad if clip_grad > 0 else math.inf)
         if scaler is None and not torch.isfinite(grad_norm):
             skipped += 1
             optimizer.zero_grad(set_to_none=True)
@@ -152,12 +158,13 @@ def train_one_epoch(
         guard.good()
         if guard.skip_loss_ratio:
             guard.previous_loss = float(mean_loss)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
+        with record_function(OPTIMIZER):
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
 
         seen += images.shape[0]
         good_steps += 1

@@ -5,7 +5,7 @@ of ``detector.Detector``; ``dets/models/README.md`` says how to add a family.
 """
 
 from .detector import Detector
-from .inference import fold_batch_norms, prepare_for_inference
+from .inference import fold_batch_norms, prepare_for_inference, prepare_for_training
 from .recipe import Option, Recipe
 from .zoo import DEFAULT_NET, NETS, NetSpec
 
@@ -73,6 +73,7 @@ __all__ = [
     "build_detector",
     "fold_batch_norms",
     "prepare_for_inference",
+    "prepare_for_training",
     "checkpoint_prefix",
     "net_spec",
     "nets_markdown",

@@ -1,5 +1,5 @@
-"""``prepare_for_inference``: the fast settings for evaluation, in one call that test_net.py,
-demo.py and a user's own code share.
+"""``prepare_for_inference`` and ``prepare_for_training``: the fast settings, in one call each
+that the programs (test_net.py, demo.py, trainval_net.py) and a user's own code share.
 
 BatchNorm folding: an eval-mode BatchNorm right after a convolution is an affine map per channel,
 so it is merged into the convolution's weight and bias (one op fewer per block, and the memory
@@ -85,4 +85,21 @@ def prepare_for_inference(
         p.requires_grad_(False)
     if compile:
         model.forward = torch.compile(model.forward)
+    return model
+
+
+def prepare_for_training(
+    model: nn.Module, device: torch.device | str | None = None, *, channels_last: bool = False
+) -> nn.Module:
+    """`model` in training mode on `device`, as trainval_net.py trains it.
+
+    channels_last: NHWC weights for training. Off by default: see the README's speed section
+        for the measurement that decided it per device.
+    Returns the same module (changed in place).
+    """
+    model = model.train()
+    if device is not None:
+        model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return model
