@@ -56,6 +56,23 @@ def measure(
     return statistics.median(times)
 
 
+def measure_interleaved(fns: list[Callable[[], object]], device: torch.device, repeats: int = 3, warmup: int = 1):
+    """Median seconds per call of each of `fns`, called in turn (A B A B ...), so that the load
+    changes of a shared machine fall on all of them alike: the basis of a same-run ratio."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, own in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            own.append(time.perf_counter() - start)
+    return [statistics.median(own) for own in times]
+
+
 def random_scene(
     bs: int, size: int, boxes_per_image: int, num_classes: int, device: torch.device, generator: torch.Generator
 ) -> tuple[torch.Tensor, GroundTruth]:

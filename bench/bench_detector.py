@@ -36,7 +36,7 @@ from dets.data.transforms import Sample  # noqa: E402
 from dets.engine.trainer import BACKWARD, FORWARD, OPTIMIZER, build_optimizer, train_one_epoch  # noqa: E402
 from dets.models import build_detector, net_spec, prepare_for_inference, prepare_for_training  # noqa: E402
 
-from _timing import _sync, arg_parser, device_description, measure, print_table, random_scene  # noqa: E402
+from _timing import _sync, arg_parser, device_description, measure, measure_interleaved, print_table, random_scene  # noqa: E402
 
 NUM_CLASSES = 20
 BOXES_PER_IMAGE = 6
@@ -81,20 +81,28 @@ def measure_net(
     size = input_size or recipe.input_size
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = prepare_for_training(build_detector(net, NUM_CLASSES, options=options), device, channels_last=channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    model = prepare_for_training(build_detector(net, NUM_CLASSES, options=options), device)
     images, ground_truth = random_scene(bs, size, BOXES_PER_IMAGE, NUM_CLASSES, device, generator)
     transforms = recipe.test_transforms(size)
     raw = [torch.randint(0, 256, (3, size, round(size * RAW_ASPECT)), generator=generator).float() for _ in range(bs)]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16 if device.type == "cpu" else torch.float16, enabled=amp)
 
-    def train_step():
-        model.train()
-        with autocast:
-            losses = model(images, ground_truth)
-        optimizer.zero_grad()
-        losses["loss"].backward()
-        optimizer.step()
+    def training(detector):
+        optimizer = torch.optim.SGD(detector.parameters(), lr=1e-4, momentum=0.9)
+
+        def step():
+            detector.train()
+            with autocast:
+                losses = detector(images, ground_truth)
+            optimizer.zero_grad()
+            losses["loss"].backward()
+            optimizer.step()
+
+        return step
+
+    # Channels-last training is timed interleaved with the plain step, on a copy of the same weights.
+    train_step = training(model)
+    nhwc = prepare_for_training(copy.deepcopy(model), device, channels_last=True) if channels_last else None
 
     def network_only():
         model.eval()
@@ -113,8 +121,11 @@ def measure_net(
     prepared = prepare_for_inference(copy.deepcopy(model), device)
 
     rows = []
+    train_names = ["train step"] + (["train step, channels-last (interleaved)"] if nhwc is not None else [])
+    train_fns = [train_step] + ([training(nhwc)] if nhwc is not None else [])
+    for name, seconds in zip(train_names, measure_interleaved(train_fns, device, steps), strict=True):
+        rows.append([f"{net}: {name}", f"{bs / seconds:.2f}", f"{1e3 * seconds:.1f}"])
     measures = (
-        ("train step", train_step),
         ("network only", network_only),
         ("full inference", full_inference),
         ("full inference, prepare_for_inference", lambda: full_inference(prepared)),
@@ -259,7 +270,7 @@ def run(
     for net in nets:
         rows, shares = measure_net(net, device, input_size, bs, steps, amp, options or {}, channels_last)
         size = input_size or net_spec(net).recipe.input_size
-        settings = (", autocast" if amp else "") + (", channels-last" if channels_last else "")
+        settings = ", autocast" if amp else ""
         print_table(
             f"{net}, --input_size {size}, batch {bs}, {NUM_CLASSES} classes{settings}",
             ["measure", "images/s", "latency (ms)"],
@@ -292,7 +303,12 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a family option of the net (its builder keyword, e.g. pooling_mode=align, dcn=true); repeatable",
     )
-    parser.add_argument("--channels_last", action="store_true", help="NHWC weights (prepare_for_training)")
+    parser.add_argument(
+        "--channels_last",
+        action="store_true",
+        help="also time channels-last training (prepare_for_training), interleaved with the plain step;"
+        " --parts then profiles the channels-last step",
+    )
     parser.add_argument("--parts", default=None, metavar="DATASET", help="add the parts of a training step on DATASET")
     parser.add_argument("--data_dir", default=None, help="--parts' data folder (e.g. where `shapes` is made)")
     parser.add_argument("--top", type=int, default=15, help="--parts: how many profile entries to list")

@@ -63,7 +63,19 @@ def test_detector_bench_splits_a_real_training_step_into_parts(tmp_path):
     from dets.data import generate_shapes
 
     generate_shapes(str(tmp_path / "shapes"), num_train=4, num_test=1, image_size=96, seed=1)
-    done = _run_quick("bench_detector.py", "--net", "ttfnet_r18", "--parts", f"voc:{tmp_path / 'shapes'}", "--top", "5")
+    done = _run_quick(
+        "bench_detector.py",
+        "--net",
+        "ttfnet_r18",
+        "--parts",
+        f"voc:{tmp_path / 'shapes'}",
+        "--top",
+        "5",
+        "--channels_last",
+    )
+    # --channels_last adds the NHWC training step, timed interleaved with the plain one.
+    row = next(line for line in done.stdout.splitlines() if "train step, channels-last (interleaved)" in line)
+    assert float(row.strip("|").split("|")[1]) > 0
     rows = {}
     for line in done.stdout.split("the parts of a training step")[1].splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
