@@ -18,6 +18,7 @@ NUM_STAGES = {
     "resnet101": 4,
     "darknet53": 5,
     "vgg16": 4,
+    "vgg16_ssd": 5,
     "detnet59": 5,
     "vovnet39": 4,
     "vovnet57": 4,
@@ -41,7 +42,10 @@ def test_every_backbone_returns_the_maps_it_declares(name):
 def test_out_indices_select_maps_and_their_metadata(name):
     full = build_backbone(name)
     last = len(full.out_channels) - 1
-    chosen = build_backbone(name, out_indices=(1, last)).eval()
+    chosen = build_backbone(name, out_indices=(1, last) if last > 1 else (last,)).eval()
+    if last == 1:
+        assert chosen.out_channels == [full.out_channels[1]] and chosen.out_strides == [full.out_strides[1]]
+        return
     assert chosen.out_channels == [full.out_channels[1], full.out_channels[last]]
     assert chosen.out_strides == [full.out_strides[1], full.out_strides[last]]
     with torch.no_grad():
@@ -64,6 +68,30 @@ def test_one_freezing_rule_for_every_backbone(name):
         warnings.simplefilter("ignore")
         frozen = build_backbone(name, frozen_stages=NUM_STAGES[name])
     assert not any(p.requires_grad for p in frozen.parameters())
+
+
+def test_vgg16_ssd_is_ssd_pytorchs_base_network(tmp_path):
+    from torchvision.models import vgg16
+
+    backbone = build_backbone("vgg16_ssd").eval()
+    # conv1..conv5 (torchvision's features: 14,714,688) + conv6 3×3 512->1024 + conv7 1×1 1024->1024.
+    assert sum(p.numel() for p in backbone.parameters()) == 14_714_688 + (512 * 9 + 1) * 1024 + (1024 + 1) * 1024
+    conv6, conv7 = backbone.features[31], backbone.features[33]
+    assert (conv6.dilation, conv6.padding, conv7.kernel_size) == ((6, 6), (6, 6), (1, 1))
+    assert backbone.features[16].ceil_mode and not backbone.features[9].ceil_mode
+    with torch.no_grad():
+        conv4_3, fc7 = backbone(torch.randn(1, 3, 300, 300))
+    assert conv4_3.shape == (1, 512, 38, 38) and fc7.shape == (1, 1024, 19, 19)  # SSD300's first two maps
+    # A torchvision ImageNet checkpoint fills conv1..conv5 by key; its classifier is dropped.
+    reference = vgg16(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "vgg16.pth")
+    missing, unexpected = load_state_report(backbone, str(tmp_path / "vgg16.pth"), ("classifier.",))
+    assert missing == ["features.31.weight", "features.31.bias", "features.33.weight", "features.33.bias"]
+    assert unexpected == []
+    torch.testing.assert_close(backbone.features[28].weight, reference.features[28].weight)
+    # Only conv4_3 asked for: pool4 and everything after it are not built.
+    first = build_backbone("vgg16_ssd", out_indices=(0,))
+    assert len(first.features) == 23 and first.out_channels == [512] and first.out_strides == [8]
 
 
 def test_unknown_backbone_is_named():

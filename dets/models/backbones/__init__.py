@@ -19,6 +19,7 @@ for every family).
 | resnet50, resnet101 | layer1..layer4 | 256, 512, 1024, 2048 | 4, 8, 16, 32 |
 | darknet53 | stages 2..5 | 128, 256, 512, 1024 | 4, 8, 16, 32 |
 | vgg16 | conv5_3 | 512 | 16 |
+| vgg16_ssd | conv4_3, conv7 (ssd.pytorch's base) | 512, 1024 | 8, 16 |
 | detnet59 | layer1..layer5 | 256, 512, 1024, 1024, 1024 | 4, 8, 16, 16, 16 |
 | vovnet39, vovnet57, vovnet93 | stage2..stage5 | 256, 512, 768, 1024 | 4, 8, 16, 32 |
 """
@@ -37,6 +38,7 @@ from .vovnet import VoVNet
 # The ImageNet classifier of each backbone's usual checkpoint: not part of a detector.
 CLASSIFIER_KEYS = {
     "vgg16": ("classifier.",),
+    "vgg16_ssd": ("classifier.",),
     "darknet53": ("fc.",),
     **{f"vovnet{depth}": ("classifier.",) for depth in (39, 57, 93)},
 }
@@ -49,6 +51,7 @@ BACKBONES = {
     "resnet101": partial(ResNet, 101),
     "darknet53": DarkNet53,
     "vgg16": VGG16,
+    "vgg16_ssd": partial(VGG16, ssd=True),
     "detnet59": DetNet59,
     "vovnet39": partial(VoVNet, 39),
     "vovnet57": partial(VoVNet, 57),
@@ -74,7 +77,7 @@ def build_backbone(
         backbone,
         pretrained,
         CLASSIFIER_KEYS.get(name, DEFAULT_CLASSIFIER_KEYS),
-        frozen=frozen_stages >= 0 or (frozen_bn and name != "vgg16"),
+        frozen=frozen_stages >= 0 or (frozen_bn and not name.startswith("vgg16")),
     )
     return backbone
 
