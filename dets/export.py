@@ -13,11 +13,51 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.onnx import symbolic_helper
+
+from dets.ops import DeformConv2d
 
 # Peaks are found as in CenterX's export: ONNX has no cheap equality test, so a position counts
 # as a peak when its value is within PEAK_EPS of the 3x3 maximum around it.
 PEAK_EPS = 1e-6
 OUTPUT_NAMES = ("boxes", "scores", "labels")
+# ONNX's DeformConv (the layout of torchvision's op, hence of ours) exists from opset 19: a model
+# with deformable convs (TTFNet --dcn, the CenterNet resdcn nets) is written at that opset or later.
+DEFORM_CONV_OPSET = 19
+
+
+@symbolic_helper.parse_args("v", "v", "v", "v", "v", "i", "i", "i", "i", "i", "i", "i", "i", "b")
+def _deform_conv2d_symbolic(
+    g,
+    input,
+    weight,
+    offset,
+    mask,
+    bias,
+    stride_h,
+    stride_w,
+    pad_h,
+    pad_w,
+    dil_h,
+    dil_w,
+    groups,
+    offset_groups,
+    use_mask,
+):
+    """``dets::deform_conv2d`` as ONNX DeformConv (inputs X, W, offset, B[, mask])."""
+    inputs = [input, weight, offset, bias] + ([mask] if use_mask else [])
+    return g.op(
+        "DeformConv",
+        *inputs,
+        strides_i=[stride_h, stride_w],
+        pads_i=[pad_h, pad_w, pad_h, pad_w],
+        dilations_i=[dil_h, dil_w],
+        group_i=groups,
+        offset_group_i=offset_groups,
+    )
+
+
+torch.onnx.register_custom_op_symbolic("dets::deform_conv2d", _deform_conv2d_symbolic, DEFORM_CONV_OPSET)
 
 
 def peak_scores(heat: torch.Tensor) -> torch.Tensor:
@@ -41,8 +81,11 @@ def export_onnx(
 ) -> Path:
     """Write `model` (in eval mode, weights loaded) as an ONNX graph taking images float
     [B, 3, H, W] (normalised as the family's test transforms do, H × W = `input_size`, B free)
-    and giving `OUTPUT_NAMES`."""
+    and giving `OUTPUT_NAMES`. A model with deformable convs is written at opset
+    max(`opset`, ``DEFORM_CONV_OPSET``)."""
     model = model.eval()
+    if any(isinstance(m, DeformConv2d) for m in model.modules()):
+        opset = max(opset, DEFORM_CONV_OPSET)
     images = torch.zeros(1, 3, *input_size)
     with torch.no_grad():
         model.export(images, max_per_image)  # NotImplementedError names a family that cannot export
@@ -52,8 +95,10 @@ def export_onnx(
     with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated upstream; the dynamo one needs onnxscript.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # The exporter puts the wrapper back in its own mode afterwards, so it must be eval too:
+        # a fresh module is in training mode and would leave `model` training.
         torch.onnx.export(
-            _Exported(model, max_per_image),
+            _Exported(model, max_per_image).eval(),
             (images,),
             str(tmp),
             dynamo=False,

@@ -84,3 +84,38 @@ def test_a_net_without_an_onnx_form_is_refused_by_name(tmp_path):
     done = _export("--net", "res50_fpn", "--weights", str(weights), cwd=tmp_path)
     assert done.returncode != 0
     assert "cannot export res50_fpn" in done.stderr and "no ONNX export" in done.stderr
+
+
+def test_deformable_convs_export_as_onnx_deform_conv(tmp_path):
+    """TTFNet --dcn: our deform_conv2d becomes ONNX DeformConv (opset 19), and onnxruntime's
+    result is the PyTorch model's, with offsets far from zero (a random offset branch) so that
+    the samples really move."""
+    from dets.export import DEFORM_CONV_OPSET, export_onnx
+    from dets.ops import DeformConv2d
+
+    torch.manual_seed(0)
+    model = build_detector("ttfnet_r18", 3, options={"dcn": True}).eval()
+    torch.nn.init.normal_(model.head.hm[-1].weight, std=0.5)
+    layers = [m for m in model.modules() if isinstance(m, DeformConv2d)]
+    assert layers
+    for layer in layers:
+        torch.nn.init.normal_(layer.conv_offset.weight, std=0.05)
+    path = export_onnx(model, tmp_path / "dcn.onnx", (SIZE, SIZE))
+    assert not any(m.training for m in model.modules())  # exporting leaves the model as it was
+    import onnx
+
+    graph = onnx.load(str(path))
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= DEFORM_CONV_OPSET
+    assert sum(n.op_type == "DeformConv" for n in graph.graph.node) == len(layers)
+
+    images = torch.randn(2, 3, SIZE, SIZE)
+    boxes, scores, labels = onnxruntime.InferenceSession(str(path)).run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        offsets = layers[0].conv_offset(model.backbone(images)[-1])
+    assert offsets.abs().max() > 1.0  # some samples move by more than a pixel
+    expected = model.predict(images, max_per_image=100, score_thr=0.0)
+    for b, want in enumerate(expected):
+        np.testing.assert_allclose(scores[b], want["scores"].numpy(), rtol=1e-3, atol=1e-5)
+        got = {(int(lab), *np.round(box, 1)) for lab, box in zip(labels[b], boxes[b], strict=True)}
+        ref = {(int(lab), *np.round(box.numpy(), 1)) for lab, box in zip(want["labels"], want["boxes"], strict=True)}
+        assert len(got & ref) >= 0.9 * len(ref)
