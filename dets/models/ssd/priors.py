@@ -138,8 +138,14 @@ def spec_for_size(specs, image_size) -> PriorSpec:
     if height == width and int(height) in specs:
         return specs[int(height)]
     nearest = min(specs, key=lambda size: abs(size - max(height, width)))
-    spec = specs[nearest]
+    return rescaled_spec(specs[nearest], nearest, (height, width))
+
+
+def rescaled_spec(spec: PriorSpec, spec_size: int, image_size) -> PriorSpec:
+    """`spec` (made for `spec_size`² inputs) for images of `image_size` (int or (h, w)): pixel
+    sizes scaled with the image, steps from the actual maps (None)."""
+    height, width = _as_hw(image_size)
     sizes = spec.sizes
     if not _are_fractions(sizes):
-        sizes = tuple((h * height / nearest, w * width / nearest) for h, w in map(_as_hw, spec.sizes))
+        sizes = tuple((h * height / spec_size, w * width / spec_size) for h, w in map(_as_hw, sizes))
     return PriorSpec(steps=None, sizes=sizes, aspect_ratios=spec.aspect_ratios, clip=spec.clip)
