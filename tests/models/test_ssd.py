@@ -60,7 +60,7 @@ def test_outputs_match_the_priors(net, size, maps):
         levels = model.levels(torch.randn(1, 3, height, width))
     backbone = net.removeprefix("ssd_").removeprefix("lite_")
     anchors = [anchors_per_position(r) for r in CONFIGS[backbone].priors[300].aspect_ratios]
-    assert [tuple(l.shape[-2:]) for l, _ in levels] == maps
+    assert [tuple(m.shape[-2:]) for m, _ in levels] == maps
     count = sum(h * w * a for (h, w), a in zip(maps, anchors, strict=True))
     assert loc.shape == (2, count, 4) and conf.shape == (2, count, 4)
     assert model.priors(maps, (height, width), "cpu").shape == (count, 4)
@@ -99,7 +99,7 @@ def test_matched_priors_cover_each_box():
 def reference_predict(model, images, max_per_image, score_thr):
     """Per image and class: the seed's Detect (top 100 above the threshold, NMS), then the best."""
     loc, conf = model(images)
-    sizes = [tuple(l.shape[-2:]) for l, _ in model.levels(images)]
+    sizes = [tuple(m.shape[-2:]) for m, _ in model.levels(images)]
     priors = model.priors(sizes, tuple(images.shape[-2:]), images.device)
     out = []
     for b in range(len(images)):
@@ -160,7 +160,7 @@ def test_ssd_head_layers():
     assert head.norm.weight.shape == (8,) and (head.norm.weight == 20).all()
     outputs = head([torch.randn(1, 8, 10, 10), torch.randn(1, 16, 5, 5)])
     # '' on 3×3 gives 1×1 as the seed's valid conv.
-    assert [tuple(l.shape[-2:]) for l, _ in outputs] == [(10, 10), (5, 5), (3, 3), (1, 1)]
+    assert [tuple(m.shape[-2:]) for m, _ in outputs] == [(10, 10), (5, 5), (3, 3), (1, 1)]
     lite = SSDLiteHead([8, 16], (("S", 32),), [4, 6, 6], num_classes=2)
     depthwise = lite.extras[0][3]
     assert depthwise.groups == 32 and depthwise.stride == (2, 2)
