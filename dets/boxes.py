@@ -70,6 +70,12 @@ def _centre_size(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return boxes[..., 0] + 0.5 * w, boxes[..., 1] + 0.5 * h, w, h
 
 
+def centre_size_to_corners(boxes: torch.Tensor) -> torch.Tensor:
+    """(cx, cy, w, h) [..., 4] -> (x1, y1, x2, y2) [..., 4]."""
+    half = 0.5 * boxes[..., 2:]
+    return torch.cat([boxes[..., :2] - half, boxes[..., :2] + half], dim=-1)
+
+
 def encode(reference: torch.Tensor, target: torch.Tensor, stds=UNIT_STDS) -> torch.Tensor:
     """Deltas [..., 4] taking `reference` boxes [..., 4] to `target` boxes [..., 4] (same shape).
 

@@ -277,9 +277,9 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--aug",
         choices=("flip", "ssd"),
-        default="flip",
+        default=None,
         help="training augmentation: flip (resize + horizontal flip) or ssd (+ SSD's photometric "
-        "distortion, expand and min-IoU crop)",
+        "distortion, expand and min-IoU crop); default " + _per_family(lambda r: r.augmentation),
     )
     parser.add_argument("--clip_grad", type=_non_negative_float, default=35.0, help="max gradient norm (0: off)")
     parser.add_argument("--s", dest="session", type=int, default=1, help="training session number")

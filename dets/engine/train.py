@@ -144,6 +144,7 @@ def main(args) -> dict:
     lr = args.lr if args.lr is not None else recipe.default_lr(args.optimizer, args.bs)
     weight_decay = args.wd if args.wd is not None else recipe.weight_decay
     input_size = args.input_size or recipe.input_size
+    augmentation = args.aug or recipe.augmentation
     if args.multiscale:
         # The transforms resize to the largest size; each batch shrinks to one of the sizes.
         input_size = args.input_size = max(args.multiscale)
@@ -169,7 +170,7 @@ def main(args) -> dict:
         args.dataset,
         "train",
         data_dir=args.data_dir,
-        transforms=recipe.train_transforms(input_size, args.aug == "ssd"),
+        transforms=recipe.train_transforms(input_size, augmentation == "ssd"),
         classes_file=args.classes,
     )
     class_names = list(dataset.class_names)
@@ -259,6 +260,7 @@ def main(args) -> dict:
             "lr": lr,
             "wd": weight_decay,
             "input_size": input_size,
+            "aug": augmentation,
             "lr_decay_step": decay,
             "frozen_stages": frozen_stages,
         }

@@ -66,3 +66,17 @@ def conv_bn_act(in_channels: int, out_channels: int, kernel_size: int, stride: i
         nn.BatchNorm2d(out_channels),
         act if act is not None else nn.ReLU(inplace=True),
     )
+
+
+class L2Norm(nn.Module):
+    """Channel-wise L2 normalisation with a learned per-channel scale (ParseNet; SSD's conv4_3
+    norm): x / (||x||_2 over channels + eps) · weight, weight initialised to `scale` (SSD: 20)."""
+
+    def __init__(self, channels: int, scale: float, eps: float = 1e-10):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
+        return x / norm * self.weight.view(1, -1, 1, 1)

@@ -54,6 +54,8 @@ class Recipe:
         frozen (frozen random weights only hinder training from scratch).
     options: the family's own flags.
     checkpoint_prefix: file-name prefix of checkpoints; None: the net's name.
+    augmentation: default ``--aug`` ("flip", or "ssd" for a family that trains with the SSD
+        augmentation by default, as the SSD seed does).
     """
 
     family: str
@@ -67,6 +69,7 @@ class Recipe:
     pretrained_freezing: tuple[int, bool] = (-1, False)
     options: tuple[Option, ...] = ()
     checkpoint_prefix: str | None = None
+    augmentation: str = "flip"
 
     def __post_init__(self):
         object.__setattr__(self, "lr", MappingProxyType(dict(self.lr)))
