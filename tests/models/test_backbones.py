@@ -6,7 +6,16 @@ import warnings
 import pytest
 import torch
 
-from dets.models.backbones import BACKBONES, DarkNet53, ResNet, VoVNet, build_backbone, load_pretrained
+from dets.models.backbones import (
+    BACKBONES,
+    DarkNet53,
+    MobileNetV1,
+    MobileNetV2,
+    ResNet,
+    VoVNet,
+    build_backbone,
+    load_pretrained,
+)
 from dets.models.backbones.base import load_state_report
 from dets.models.layers import FrozenBatchNorm2d, freeze_batch_norm
 
@@ -23,6 +32,7 @@ NUM_STAGES = {
     "vovnet39": 4,
     "vovnet57": 4,
     "vovnet93": 4,
+    **{f"mobilenet_v{v}{s}": 4 for v in (1, 2) for s in ("", "_075", "_050", "_025")},
 }
 
 
@@ -284,3 +294,56 @@ def test_vovnet_loads_a_checkpoint_in_the_seeds_layout(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     for a, b in zip(model.eval()(x), reference(x), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * b.abs().max().item())
+
+
+def _mobilenet_v1_parameters(m: float) -> int:
+    """By hand: a bias-free k x k conv has k²·in·out (depthwise: k²·in), its BatchNorm 2·out."""
+    width = lambda c: max(int(c * m), 8)  # noqa: E731
+    channels = width(32)
+    total = 27 * channels + 2 * channels
+    for c in [64, 128, 128, 256, 256] + [512] * 6 + [1024, 1024]:
+        out = width(c)
+        total += 9 * channels + 2 * channels + channels * out + 2 * out
+        channels = out
+    return total
+
+
+@pytest.mark.parametrize("m", [1.0, 0.75, 0.5, 0.25])
+def test_mobilenet_v1_parameters_and_widths(m):
+    model = MobileNetV1(m)
+    assert sum(p.numel() for p in model.parameters()) == _mobilenet_v1_parameters(m)
+    assert model.out_channels == [max(int(c * m), 8) for c in (128, 256, 512, 1024)]
+    # The paper's MobileNet-1.0: 4.2M parameters with its 1024 x 1000 classifier.
+    if m == 1.0:
+        # 3,185,088 conv weights (TF-slim's count) + 2 x 10,944 BatchNorm channels.
+        assert _mobilenet_v1_parameters(1.0) == 3_185_088 + 2 * 10_944
+        assert abs(3_206_976 + 1024 * 1000 + 1000 - 4.2e6) < 0.05e6
+
+
+def test_mobilenet_v2_matches_torchvision_and_loads_its_checkpoint(tmp_path):
+    tv = pytest.importorskip("torchvision.models")
+    reference = tv.mobilenet_v2().eval()
+    shared = reference.features[:18]
+    ours = MobileNetV2(1.0)
+    assert (
+        sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in shared.parameters()) == 1_811_712
+    )  # torchvision features[:18]
+    torch.save(reference.state_dict(), tmp_path / "mobilenet_v2.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = build_backbone("mobilenet_v2", pretrained=str(tmp_path / "mobilenet_v2.pth")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = [shared[:end](x) for end in (4, 7, 14, 18)]
+        got = model(x)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_mobilenet_frozen_stages_and_out_indices():
+    model = MobileNetV2(0.5, frozen_stages=2, out_indices=(0, 2))
+    assert not any(p.requires_grad for p in model.features[:7].parameters())
+    assert all(p.requires_grad for p in model.features[7:].parameters())
+    assert len(model.features) == 14 and model.out_channels == [12, 48] and model.out_strides == [4, 16]
+    v1 = MobileNetV1(1.0, out_indices=(1,))
+    assert len(v1.base) == 6 and "base.5.conv.4.running_var" in v1.state_dict()

@@ -22,6 +22,8 @@ for every family).
 | vgg16_ssd | conv4_3, conv7 (ssd.pytorch's base) | 512, 1024 | 8, 16 |
 | detnet59 | layer1..layer5 | 256, 512, 1024, 1024, 1024 | 4, 8, 16, 16, 16 |
 | vovnet39, vovnet57, vovnet93 | stage2..stage5 | 256, 512, 768, 1024 | 4, 8, 16, 32 |
+| mobilenet_v1{,_075,_050,_025} | units 3, 5, 11, 13 | 128, 256, 512, 1024 (x width) | 4, 8, 16, 32 |
+| mobilenet_v2{,_075,_050,_025} | units 3, 6, 13, 17 | 24, 32, 96, 320 (x width) | 4, 8, 16, 32 |
 """
 
 from functools import partial
@@ -31,9 +33,14 @@ from torch import nn
 from .base import check_frozen_stages, check_out_indices, load_pretrained
 from .darknet import DarkNet53
 from .detnet import DetNet59
+from .mobilenet import MobileNetV1, MobileNetV2
 from .resnet import ResNet
 from .vgg import VGG16
 from .vovnet import VoVNet
+
+# The seed's width multipliers and their name suffixes.
+WIDTHS = {"": 1.0, "_075": 0.75, "_050": 0.5, "_025": 0.25}
+WIDTH_SUFFIXES = tuple(WIDTHS)
 
 # The ImageNet classifier of each backbone's usual checkpoint: not part of a detector.
 CLASSIFIER_KEYS = {
@@ -41,6 +48,8 @@ CLASSIFIER_KEYS = {
     "vgg16_ssd": ("classifier.",),
     "darknet53": ("fc.",),
     **{f"vovnet{depth}": ("classifier.",) for depth in (39, 57, 93)},
+    # torchvision's mobilenet_v2: the 1280-wide last conv (features.18) belongs to the classifier.
+    **{f"mobilenet_v2{suffix}": ("classifier.", "features.18.") for suffix in WIDTH_SUFFIXES},
 }
 DEFAULT_CLASSIFIER_KEYS = ("fc.",)
 
@@ -56,6 +65,8 @@ BACKBONES = {
     "vovnet39": partial(VoVNet, 39),
     "vovnet57": partial(VoVNet, 57),
     "vovnet93": partial(VoVNet, 93),
+    **{f"mobilenet_v1{suffix}": partial(MobileNetV1, m) for suffix, m in WIDTHS.items()},
+    **{f"mobilenet_v2{suffix}": partial(MobileNetV2, m) for suffix, m in WIDTHS.items()},
 }
 
 
@@ -86,6 +97,8 @@ __all__ = [
     "BACKBONES",
     "DarkNet53",
     "DetNet59",
+    "MobileNetV1",
+    "MobileNetV2",
     "ResNet",
     "VGG16",
     "VoVNet",

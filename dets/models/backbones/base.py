@@ -6,6 +6,8 @@ import warnings
 import torch
 from torch import nn
 
+from ..layers import freeze, freeze_batch_norm
+
 
 def check_out_indices(name: str, out_indices, num_maps: int) -> tuple[int, ...]:
     """`out_indices` as a sorted tuple of distinct map indices in [0, num_maps); None means all."""
@@ -82,3 +84,53 @@ def load_state_report(model: nn.Module, path: str, drop_prefixes: tuple[str, ...
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     return missing, list(result.unexpected_keys)
+
+
+class ChainBackbone(nn.Module):
+    """A backbone that is one chain of units ``self.<container>[i]``, cut into a stem and stages
+    (``stage_ends[k]`` is the exclusive end unit of the stem, k = 0, or of stage k); map j is the
+    output of stage ``map_stages[j]``. Only the units up to the last requested map are built.
+
+    Args:
+        name: the backbone's name in error messages.
+        units: the whole chain; its indices are the checkpoint's key numbers.
+        container: the attribute holding the chain (the checkpoint's key prefix).
+        channels, strides: of each map, finest first.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        units: list[nn.Module],
+        container: str,
+        stage_ends: tuple[int, ...],
+        map_stages: tuple[int, ...],
+        channels: list[int],
+        strides: list[int],
+        out_indices=None,
+        frozen_stages: int = -1,
+        frozen_bn: bool = False,
+    ):
+        super().__init__()
+        self.out_indices = check_out_indices(name, out_indices, len(map_stages))
+        num_stages = map_stages[self.out_indices[-1]]
+        check_frozen_stages(name, frozen_stages, num_stages)
+        self.container = container
+        chain = nn.Sequential(*units[: stage_ends[num_stages]])
+        setattr(self, container, chain)
+        self.map_ends = {stage_ends[map_stages[i]] for i in self.out_indices}
+        self.out_channels = [channels[i] for i in self.out_indices]
+        self.out_strides = [strides[i] for i in self.out_indices]
+        if frozen_stages >= 0:
+            for i in range(stage_ends[frozen_stages]):
+                chain[i] = freeze(chain[i])
+        if frozen_bn:
+            freeze_batch_norm(self)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for i, unit in enumerate(getattr(self, self.container)):
+            x = unit(x)
+            if i + 1 in self.map_ends:
+                features.append(x)
+        return features
