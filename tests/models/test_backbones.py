@@ -26,6 +26,7 @@ NUM_STAGES = {
     "resnet50": 4,
     "resnet101": 4,
     "darknet53": 5,
+    "darknet19": 5,
     "vgg16": 4,
     "vgg16_ssd": 5,
     "detnet59": 5,
@@ -347,3 +348,15 @@ def test_mobilenet_frozen_stages_and_out_indices():
     assert len(model.features) == 14 and model.out_channels == [12, 48] and model.out_strides == [4, 16]
     v1 = MobileNetV1(1.0, out_indices=(1,))
     assert len(v1.base) == 6 and "base.5.conv.4.running_var" in v1.state_dict()
+
+
+def test_darknet19_parameters_and_seed_keys():
+    # By hand: 18 convs of k²·in·out weights, each with a 2·out BatchNorm (the seed's darknet_19).
+    convs = [(3, 32, 3), (32, 64, 3), (64, 128, 3), (128, 64, 1), (64, 128, 3), (128, 256, 3), (256, 128, 1)]
+    convs += [(128, 256, 3), (256, 512, 3), (512, 256, 1), (256, 512, 3), (512, 256, 1), (256, 512, 3)]
+    convs += [(512, 1024, 3), (1024, 512, 1), (512, 1024, 3), (1024, 512, 1), (512, 1024, 3)]
+    expected = sum(k * k * i * o + 2 * o for i, o, k in convs)
+    model = BACKBONES["darknet19"]()
+    assert sum(p.numel() for p in model.parameters()) == expected
+    keys = set(model.state_dict())
+    assert {"base.0.conv.0.weight", "base.5.conv.3.weight", "base.16.conv.4.running_var"} <= keys

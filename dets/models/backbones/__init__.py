@@ -17,7 +17,7 @@ for every family).
 |---|---|---|---|
 | resnet18, resnet34 | layer1..layer4 | 64, 128, 256, 512 | 4, 8, 16, 32 |
 | resnet50, resnet101 | layer1..layer4 | 256, 512, 1024, 2048 | 4, 8, 16, 32 |
-| darknet53 | stages 2..5 | 128, 256, 512, 1024 | 4, 8, 16, 32 |
+| darknet19, darknet53 | stages 2..5 | 128, 256, 512, 1024 | 4, 8, 16, 32 |
 | vgg16 | conv5_3 | 512 | 16 |
 | vgg16_ssd | conv4_3, conv7 (ssd.pytorch's base) | 512, 1024 | 8, 16 |
 | detnet59 | layer1..layer5 | 256, 512, 1024, 1024, 1024 | 4, 8, 16, 16, 16 |
@@ -31,7 +31,7 @@ from functools import partial
 from torch import nn
 
 from .base import check_frozen_stages, check_out_indices, load_pretrained
-from .darknet import DarkNet53
+from .darknet import DarkNet19, DarkNet53
 from .detnet import DetNet59
 from .mobilenet import MobileNetV1, MobileNetV2
 from .resnet import ResNet
@@ -59,6 +59,7 @@ BACKBONES = {
     "resnet50": partial(ResNet, 50),
     "resnet101": partial(ResNet, 101),
     "darknet53": DarkNet53,
+    "darknet19": DarkNet19,
     "vgg16": VGG16,
     "vgg16_ssd": partial(VGG16, ssd=True),
     "detnet59": DetNet59,
@@ -95,6 +96,7 @@ def build_backbone(
 
 __all__ = [
     "BACKBONES",
+    "DarkNet19",
     "DarkNet53",
     "DetNet59",
     "MobileNetV1",

@@ -134,3 +134,15 @@ class ChainBackbone(nn.Module):
             if i + 1 in self.map_ends:
                 features.append(x)
         return features
+
+
+class SeedUnit(nn.Module):
+    """One unit of an ssds.pytorch layer list (its ``_conv_bn``/``_conv_dw``/``_conv_block``):
+    the layers under ``conv``, so its keys ``conv.{k}`` are the seed's."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)

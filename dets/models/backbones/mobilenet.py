@@ -17,7 +17,7 @@ t = 1 unit has no expansion 1x1 conv, and the stem uses ReLU6.
 
 from torch import nn
 
-from .base import ChainBackbone
+from .base import ChainBackbone, SeedUnit
 
 MIN_WIDTH = 8  # the seed's min_depth
 STRIDES = [4, 8, 16, 32]
@@ -46,17 +46,6 @@ def conv_bn(in_channels, out_channels, kernel_size, stride=1, groups=1, act=None
         nn.BatchNorm2d(out_channels),
     ]
     return layers + ([act] if act is not None else [])
-
-
-class SeedUnit(nn.Module):
-    """One unit of the seed's V1 (``conv``: its layers), keys ``conv.{k}``."""
-
-    def __init__(self, layers: list[nn.Module]):
-        super().__init__()
-        self.conv = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.conv(x)
 
 
 class InvertedResidual(nn.Module):
