@@ -10,13 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from .backbones import BACKBONES
 from .centernet import CENTERNET, build_centernet
 from .faster_rcnn import C4, FPN, VGG16_C4, build_faster_rcnn
 from .fcos import FCOS_RESNET, FCOS_VOVNET, build_fcos
 from .recipe import Recipe
 from .ssd import HEADS as SSD_HEADS
-from .ssd import SEED_BACKBONES, SSD_RECIPE, build_ssd
+from .ssd import SSD_RECIPE, build_ssd
 from .ttfnet import TTFNET, build_ttfnet
 
 
@@ -51,13 +50,10 @@ NETS: dict[str, NetSpec] = {
     "fcos_r50": NetSpec(partial(build_fcos, "resnet50"), FCOS_RESNET),
     "fcos_r101": NetSpec(partial(build_fcos, "resnet101"), FCOS_RESNET),
     # SSD family (ssds.pytorch v0.3.1): every (head, backbone) of the heads' CONFIGS, seed names.
-    # A pair joins once its shared backbone is in BACKBONES (vgg16_ssd, the MobileNets and
-    # darknet19 come with the SSD backbones).
     **{
         f"{head}_{backbone}": NetSpec(partial(build_ssd, head, backbone), SSD_RECIPE)
         for head, (_, configs) in SSD_HEADS.items()
         for backbone in configs
-        if SEED_BACKBONES[backbone] in BACKBONES
     },
 }
 DEFAULT_NET = "ttfnet_r18"
