@@ -67,6 +67,23 @@ def peak_scores(heat: torch.Tensor) -> torch.Tensor:
     return heat * torch.clamp(F.relu(heat - pooled + PEAK_EPS) / PEAK_EPS, max=1.0)
 
 
+def topk_peaks(heat: torch.Tensor, k: int):
+    """The k best of heat [B, C, H, W] over classes × positions → scores [B, k], labels [B, k]
+    (int64), xs [B, k], ys [B, k] (map cells, int64) and flat positions pos [B, k] (y·W + x)."""
+    batch, classes, height, width = heat.shape
+    scores, index = heat.reshape(batch, -1).topk(min(k, classes * height * width), dim=1)
+    labels = torch.div(index, height * width, rounding_mode="floor")
+    pos = index - labels * (height * width)
+    ys = torch.div(pos, width, rounding_mode="floor")
+    return scores, labels, pos - ys * width, ys, pos
+
+
+def gather_at(maps: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """maps [B, D, H, W] read at flat positions pos [B, k] → [B, k, D] (float32)."""
+    batch, depth = maps.shape[:2]
+    return maps.float().reshape(batch, depth, -1).gather(2, pos.unsqueeze(1).expand(-1, depth, -1)).transpose(1, 2)
+
+
 class _Exported(nn.Module):
     def __init__(self, model: nn.Module, max_per_image: int):
         super().__init__()

@@ -1,4 +1,4 @@
-"""export_onnx.py: the exported TTFNet gives PyTorch's top-100 detections on real images when
+"""export_onnx.py: the exported TTFNet and CenterNet give PyTorch's top-100 detections on real images when
 run by onnxruntime alone; a family without an ONNX form is refused by name."""
 
 import os
@@ -22,7 +22,7 @@ SIZE = 96
 def _checkpoint(tmp_path: Path, net: str, classes: list[str]) -> Path:
     torch.manual_seed(0)
     model = build_detector(net, len(classes))
-    if net.startswith("ttfnet"):
+    if net.startswith(("ttfnet", "centernet")):
         # Untrained, every heatmap value is near sigmoid(bias): spread them so peaks are distinct.
         torch.nn.init.normal_(model.head.hm[-1].weight, std=0.5)
     path = tmp_path / f"{net}.pth"
@@ -52,18 +52,17 @@ def _export(*flags: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_exported_ttfnet_matches_pytorch_on_real_images(tmp_path):
+@pytest.mark.parametrize("net", ["ttfnet_r18", "centernet_r18"])
+def test_exported_net_matches_pytorch_on_real_images(tmp_path, net):
     root = tmp_path / "shapes"
     generate_shapes(str(root), num_train=1, num_test=4, image_size=SIZE, seed=5)
-    dataset = build_dataset(f"voc:{root}", "test", transforms=net_spec("ttfnet_r18").recipe.test_transforms(SIZE))
-    weights = _checkpoint(tmp_path, "ttfnet_r18", list(dataset.class_names))
-    done = _export(
-        "--net", "ttfnet_r18", "--weights", str(weights), "--output", str(tmp_path / "r18.onnx"), cwd=tmp_path
-    )
+    dataset = build_dataset(f"voc:{root}", "test", transforms=net_spec(net).recipe.test_transforms(SIZE))
+    weights = _checkpoint(tmp_path, net, list(dataset.class_names))
+    done = _export("--net", net, "--weights", str(weights), "--output", str(tmp_path / "net.onnx"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
     images, _, _ = collate([dataset[i] for i in range(len(dataset))])
-    session = onnxruntime.InferenceSession(str(tmp_path / "r18.onnx"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "net.onnx"))
     boxes, scores, labels = session.run(None, {"images": images.numpy()})
     assert boxes.shape == (4, 100, 4) and scores.shape == labels.shape == (4, 100)
 

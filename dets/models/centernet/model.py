@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dets.boxes import clip_to_size
+from dets.export import gather_at, peak_scores, topk_peaks
 from dets.ground_truth import GroundTruth
 from dets.ops import centernet_decode, centernet_targets
 
@@ -119,6 +120,19 @@ class CenterNet(Detector):
         if self.communism is not None:
             losses = pinned_losses(losses, {name: self.communism[kind] for name, (kind, _) in terms.items()})
         return {"loss": sum(losses.values()), **losses}
+
+    def export(self, images: torch.Tensor, max_per_image: int = 100):
+        """``predict`` in standard ONNX operators, for ``dets.export``, as CenterX's export: the
+        k best 3x3 peaks of the heatmap over classes × positions (near-ties within
+        ``PEAK_EPS`` count as peaks), boxes from the size and offset there, clipped to the input.
+        Returns boxes [B, k, 4], scores [B, k], labels [B, k] (int64)."""
+        hm, wh, offset = self(images)
+        scores, labels, xs, ys, pos = topk_peaks(peak_scores(torch.sigmoid(hm.float())), max_per_image)
+        size, shift = gather_at(wh, pos), gather_at(offset, pos)
+        cx, cy = xs.to(size.dtype) + shift[..., 0], ys.to(size.dtype) + shift[..., 1]
+        half_w, half_h = size[..., 0] * 0.5, size[..., 1] * 0.5
+        boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=2) * self.down_ratio
+        return clip_to_size(boxes, images.shape[-2], images.shape[-1]), scores, labels
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:

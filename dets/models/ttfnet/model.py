@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from dets.boxes import clip_to_size
-from dets.export import peak_scores
+from dets.export import gather_at, peak_scores, topk_peaks
 from dets.ground_truth import GroundTruth
 from dets.ops import ttf_decode, ttf_targets
 
@@ -88,14 +88,8 @@ class TTFNet(Detector):
         the heatmap (near-ties within ``PEAK_EPS`` count as peaks), their boxes clipped to the
         input. Returns boxes [B, k, 4], scores [B, k], labels [B, k] (int64)."""
         hm, wh = self(images)
-        heat = peak_scores(torch.sigmoid(hm.float()))
-        batch, classes, height, width = heat.shape
-        scores, index = heat.reshape(batch, -1).topk(min(max_per_image, classes * height * width), dim=1)
-        labels = torch.div(index, height * width, rounding_mode="floor")
-        pos = index - labels * (height * width)
-        ys = torch.div(pos, width, rounding_mode="floor")
-        xs = pos - ys * width
-        ltrb = wh.float().reshape(batch, 4, -1).gather(2, pos.unsqueeze(1).expand(-1, 4, -1)).transpose(1, 2)
+        scores, labels, xs, ys, pos = topk_peaks(peak_scores(torch.sigmoid(hm.float())), max_per_image)
+        ltrb = gather_at(wh, pos)
         cx, cy = xs.to(ltrb.dtype) * self.down_ratio, ys.to(ltrb.dtype) * self.down_ratio
         boxes = torch.stack([cx - ltrb[..., 0], cy - ltrb[..., 1], cx + ltrb[..., 2], cy + ltrb[..., 3]], dim=2)
         return clip_to_size(boxes, images.shape[-2], images.shape[-1]), scores, labels
