@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
+import pytest
 import torch
 
 from dets.data import build_dataset, collate
