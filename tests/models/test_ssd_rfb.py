@@ -76,6 +76,7 @@ def _last_convs(block):
         ("rfb_lite", "resnet_18", [128, 256], [8, 16], (64, 96), [(8, 12), (4, 6), (2, 3), (1, 2), (1, 2), (1, 2)]),
         ("rfb_lite", "darknet_53", [512, 1024], [16, 32], (64, 64), [(4, 4), (2, 2), (1, 1), (1, 1), (1, 1), (1, 1)]),
     ],
+    ids=["rfb_vgg16", "rfb_mobilenet_v1_025", "rfb_lite_mobilenet_v2_300", "rfb_lite_resnet_18", "rfb_lite_darknet_53"],
 )
 def test_levels_match_the_priors(head, backbone, channels, strides, size, maps):
     torch.manual_seed(0)

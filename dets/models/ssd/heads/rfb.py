@@ -74,6 +74,7 @@ from torch import nn
 from ..config import HeadConfig
 from .ssd import _STRIDE8_PRIORS, _STRIDE16_PRIORS, _STRIDES_8_16, _STRIDES_16_32, STRIDED, VALID, ValidConv2d
 
+# The FEATURE_LAYER kind of an RFB extra level, as the seed spells it.
 RFB = "RBF"
 # RFBNet's (and the seed's class default) weight of the branches against the shortcut.
 RFB_SCALE = 0.1
