@@ -22,7 +22,7 @@ $(VENV)/.built: $(VENV)/.installed $(SOURCES)
 build: $(VENV)/.built
 
 test: build
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 demo: build
 	$(PY) tools/quickstart.py

@@ -6,6 +6,7 @@ Nets are ``{head}_{backbone}`` with the seed's names (``ssd_vgg16``, ``ssd_lite_
 """
 
 from ..backbones import build_backbone
+from .heads import rfb as rfb_heads
 from .heads import ssd as ssd_heads
 from .model import SSD
 from .priors import anchors_per_position
@@ -24,8 +25,10 @@ SEED_BACKBONES = {
     },
 }
 
-# Head name -> (head class, CONFIGS by seed backbone name); the other head modules join here.
-HEADS = {name: (head, ssd_heads.CONFIGS) for name, head in ssd_heads.HEADS.items()}
+# Head name -> (head class, CONFIGS by seed backbone name).
+HEADS = {
+    name: (head, module.CONFIGS) for module in (ssd_heads, rfb_heads) for name, head in module.HEADS.items()
+}
 
 
 def build_ssd(
