@@ -4,12 +4,14 @@ resizing to the first source for odd sizes, against a loop reference of bilinear
 structure as a hand-counted parameter total, gradients into every scope, bad `layers`."""
 
 import math
+from unittest.mock import patch
 
 import pytest
 import torch
 
 from dets.ground_truth import GroundTruth
-from dets.models.backbones import BACKBONES, build_backbone
+from dets.models import ssd as ssd_family
+from dets.models.backbones import BACKBONES
 from dets.models.ssd import SEED_BACKBONES, SSD
 from dets.models.ssd.heads.fssd import CONFIGS, FSSD_PRIORS, HEADS, FSSDHead, FSSDLiteHead
 from dets.models.ssd.priors import anchors_per_position, make_priors
@@ -25,11 +27,10 @@ def anchors_of(config) -> list[int]:
 
 
 def build_net(head: str, backbone: str) -> SSD:
-    """The net {head}_{backbone} as build_ssd composes it (the heads are registered by the lead)."""
-    config = CONFIGS[backbone]
-    trunk = build_backbone(SEED_BACKBONES[backbone], out_indices=config.out_indices)
-    model = HEADS[head](trunk.out_channels, config.layers, anchors_of(config), NUM_CLASSES)
-    return SSD(trunk, model, config.priors, NUM_CLASSES)
+    """The net {head}_{backbone} from ``build_ssd``, with this module's heads in the family's
+    table for the call (whether or not the table has them already)."""
+    with patch.dict(ssd_family.HEADS, {name: (head_class, CONFIGS) for name, head_class in HEADS.items()}):
+        return ssd_family.build_ssd(head, backbone, NUM_CLASSES)
 
 
 def reference_resize(x: torch.Tensor, size) -> torch.Tensor:

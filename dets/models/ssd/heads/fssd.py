@@ -14,7 +14,9 @@ pyramid of convs makes the output levels:
 
 T is half the channels of the last source (the seed's ``int(FEATURE_LAYER[0][1][-1] / 2)``, its
 depths being the sources' channels). The seed's BasicConv is built without BatchNorm in both the
-transforms and the pyramids (its ``bn=False`` default); only the fused map is normalised.
+transforms and the pyramids (its ``bn=False`` default); only the fused map is normalised. Every
+conv keeps PyTorch's default initialisation; loc and conf start with zero biases, as in
+``heads/ssd.py``.
 
 ``layers`` form: ``(extras, pyramids)``, each a tuple of (kind, depth) in the seed's FEATURE_LAYER
 terms, e.g. vgg16's ``((("S", 512),), (("", 512), ("S", 512), ("S", 256), ("S", 256), ("", 256),
