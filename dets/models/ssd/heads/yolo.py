@@ -140,7 +140,10 @@ def _check(in_channels, layers, anchors) -> None:
     for level in layers:
         if not level:
             raise ValueError("layers: every level needs at least one layer")
-        for kind, depth in level:
+        for entry in level:
+            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+                raise ValueError(f"layers: every layer is a (kind, depth) pair, got {entry!r}")
+            kind, depth = entry
             is_source = isinstance(kind, int) and not isinstance(kind, bool)
             if kind not in (CONV, BLOCK) and not (is_source and 0 <= kind < len(in_channels)):
                 raise ValueError(
