@@ -59,7 +59,8 @@ REORG_STRIDE = 2
 # _conv_block's expand_ratio: its 1×1 conv goes to half the depth.
 BLOCK_EXPANSION = 0.5
 # _router_v3 up-samples with nn.Upsample(mode='bilinear'), whose default since PyTorch 0.4 does
-# not align corners (the seed's README still targets PyTorch 0.3, which did).
+# not align corners (PyTorch 0.3, which did, is the one the seed's README still ran on: its TODO
+# lists the update to 0.4).
 UPSAMPLE_MODE = "bilinear"
 ALIGN_CORNERS = False
 CONV, BLOCK = "", "B"
