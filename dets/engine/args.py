@@ -15,6 +15,8 @@ import yaml
 from dets.models import DEFAULT_NET, NETS, Option
 from dets.models.recipe import TEST_NOT_OFFERED
 
+from .scopes import parse_scopes
+
 
 def _epochs(text: str) -> list[int]:
     try:
@@ -308,6 +310,24 @@ def train_parser() -> argparse.ArgumentParser:
             lambda r: f"{r.pretrained_freezing[0]}" + (" with frozen BatchNorms" if r.pretrained_freezing[1] else "")
         )
         + ")",
+    )
+    parser.add_argument(
+        "--trainable_scope",
+        type=parse_scopes,
+        default=None,
+        metavar="SCOPES",
+        help="train only these modules, e.g. head.loc,head.conf (comma-separated module names; an SSD net has "
+        "backbone, head.norm, head.extras, head.loc, head.conf): every other parameter is frozen and left out "
+        "of the optimizer (default: train everything not frozen by --frozen_stages)",
+    )
+    parser.add_argument(
+        "--resume_scope",
+        type=parse_scopes,
+        default=None,
+        metavar="SCOPES",
+        help="with --r: fine-tune from that checkpoint, loading only these modules' weights (e.g. "
+        "backbone,head.extras); the rest stays as initialised, and the optimizer, schedule and epoch start "
+        "afresh (--start_epoch), so the checkpoint may come from other classes (default: resume everything)",
     )
     _add_family_options(parser, "train")
     parser.add_argument(
