@@ -396,15 +396,15 @@ SSD_CONFIG = ["--cfg", str(ROOT / "configs" / "ssd" / "ssd_lite_mobilenet_v2_voc
 
 
 @pytest.mark.parametrize(
-    "net,train_flags,test_flags",
+    "net,train_flags,every_run",
     [
         ("ssd_resnet_18", ["--trainable_scope", "head.loc,head.conf"], []),
-        # A shipped config file in every program, its flags overridden on the command line.
+        # A shipped config file given to every run, its flags overridden on the command line.
         ("ssd_lite_mobilenet_v2", SSD_CONFIG, SSD_CONFIG),
     ],
     ids=["resnet_trainable_scope", "lite_cfg"],
 )
-def test_ssd_train_resume_test_demo_round_trip(tiny_voc, tmp_path, monkeypatch, capsys, net, train_flags, test_flags):
+def test_ssd_train_resume_test_demo_round_trip(tiny_voc, tmp_path, monkeypatch, capsys, net, train_flags, every_run):
     tiny = ["--net", net, "--input_size", "96", "--bs", "2", "--nw", "0"]
     models = tmp_path / "models"
     train = ["--dataset", tiny_voc, *tiny, "--max_iters", "2", "--save_dir", str(models)]
@@ -412,10 +412,10 @@ def test_ssd_train_resume_test_demo_round_trip(tiny_voc, tmp_path, monkeypatch, 
     first_path = next(models.rglob("*.pth"))
     assert first_path.name == f"{net}_3_1_2.pth"
 
-    # Resuming without the flags keeps the checkpoint's trainable scope (its optimizer holds those).
+    # Resuming without --trainable_scope keeps the checkpoint's (its optimizer holds those).
     resume = ["--s", "3", "--r", "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2", "--epochs", "2"]
     capsys.readouterr()
-    run_here("trainval_net.py", *train, *resume, monkeypatch=monkeypatch)
+    run_here("trainval_net.py", *train, *every_run, *resume, monkeypatch=monkeypatch)
     assert "continuing at epoch 2" in capsys.readouterr().out
     first = torch.load(first_path, weights_only=True)
     second = torch.load(first_path.with_name(f"{net}_3_2_2.pth"), weights_only=True)
@@ -437,7 +437,7 @@ def test_ssd_train_resume_test_demo_round_trip(tiny_voc, tmp_path, monkeypatch, 
         assert len(parameters_equal(first["model"], second["model"], names)) < len(names)
 
     checkpoint = ["--load_dir", str(models), "--checksession", "3", "--checkepoch", "2", "--checkpoint", "2"]
-    test_flags = ["--dataset", tiny_voc, *tiny, *test_flags, *checkpoint]
+    test_flags = ["--dataset", tiny_voc, *tiny, *every_run, *checkpoint]
     capsys.readouterr()
     run_here("test_net.py", *test_flags, "--output_dir", str(tmp_path / "out"), monkeypatch=monkeypatch)
     assert_evaluated(capsys.readouterr().out, tmp_path / "out")
