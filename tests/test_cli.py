@@ -3,6 +3,7 @@ iterations, checkpoint, resume, evaluate, draw; and a two-process DDP run on the
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from dets.data.shapes import generate_shapes
+from dets.models import build_detector
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--net", "ttfnet_r18", "--input_size", "96", "--bs", "2", "--nw", "0"]
@@ -376,3 +378,101 @@ def test_centernet_round_trip_and_distillation(tiny_voc, tmp_path):
     }
     assert student["model"].keys() == state["model"].keys()
     run_test_net(tiny_voc, [*tiny, *checkpoint_flags(models, 4, 1, 2)], tmp_path / "student", tmp_path)
+
+
+def run_here(script: str, *argv: str, monkeypatch) -> None:
+    """One of the real programs in this process: the same code path as `run` without the
+    seconds each new interpreter spends importing torch (the SSD round trips run six)."""
+    monkeypatch.setattr(sys, "argv", [script, *argv])
+    runpy.run_path(str(ROOT / script), run_name="__main__")
+
+
+def parameters_equal(a: dict, b: dict, names) -> list[str]:
+    """Which of the parameters `names` hold equal values in the state dicts `a` and `b`."""
+    return [n for n in names if torch.equal(a[n], b[n])]
+
+
+SSD_CONFIG = ["--cfg", str(ROOT / "configs" / "ssd" / "ssd_lite_mobilenet_v2_voc.yml")]
+
+
+@pytest.mark.parametrize(
+    "net,train_flags,every_run",
+    [
+        ("ssd_resnet_18", ["--trainable_scope", "head.loc,head.conf"], []),
+        # A shipped config file given to every run, its flags overridden on the command line.
+        ("ssd_lite_mobilenet_v2", SSD_CONFIG, SSD_CONFIG),
+    ],
+    ids=["resnet_trainable_scope", "lite_cfg"],
+)
+def test_ssd_train_resume_test_demo_round_trip(tiny_voc, tmp_path, monkeypatch, capsys, net, train_flags, every_run):
+    tiny = ["--net", net, "--input_size", "96", "--bs", "2", "--nw", "0"]
+    models = tmp_path / "models"
+    train = ["--dataset", tiny_voc, *tiny, "--max_iters", "2", "--save_dir", str(models)]
+    run_here("trainval_net.py", *train, *train_flags, "--s", "3", "--epochs", "1", monkeypatch=monkeypatch)
+    first_path = next(models.rglob("*.pth"))
+    assert first_path.name == f"{net}_3_1_2.pth"
+
+    # Resuming without --trainable_scope keeps the checkpoint's (its optimizer holds those).
+    resume = ["--s", "3", "--r", "--checksession", "3", "--checkepoch", "1", "--checkpoint", "2", "--epochs", "2"]
+    capsys.readouterr()
+    run_here("trainval_net.py", *train, *every_run, *resume, monkeypatch=monkeypatch)
+    assert "continuing at epoch 2" in capsys.readouterr().out
+    first = torch.load(first_path, weights_only=True)
+    second = torch.load(first_path.with_name(f"{net}_3_2_2.pth"), weights_only=True)
+    assert second["epoch"] == 2 and second["scheduler"]["last_epoch"] == 4
+    assert second["config"] == {"net": net, "num_classes": 4, "options": {}}
+    assert second["args"]["input_size"] == 96
+    names = [n for n, _ in build_detector(net, 4).named_parameters()]
+    heads = [n for n in names if n.startswith(("head.loc.", "head.conf."))]
+    if "--trainable_scope" in train_flags:
+        assert second["args"]["trainable_scope"] == ["head.loc", "head.conf"]
+        # Frozen for both epochs; the trained loc/conf layers moved (their weights at least: a level
+        # without positive priors gives its loc bias no gradient).
+        equal = parameters_equal(first["model"], second["model"], names)
+        assert [n for n in equal if n not in heads] == [n for n in names if n not in heads]
+        assert not [n for n in equal if n in heads and n.endswith(".weight")]
+    else:
+        assert (second["args"]["lr_schedule"], second["args"]["cosine_flat_epochs"]) == ("cosine", 100)
+        assert second["args"]["trainable_scope"] == ["backbone", "head"]
+        assert len(parameters_equal(first["model"], second["model"], names)) < len(names)
+
+    checkpoint = ["--load_dir", str(models), "--checksession", "3", "--checkepoch", "2", "--checkpoint", "2"]
+    test_flags = ["--dataset", tiny_voc, *tiny, *every_run, *checkpoint]
+    capsys.readouterr()
+    run_here("test_net.py", *test_flags, "--output_dir", str(tmp_path / "out"), monkeypatch=monkeypatch)
+    assert_evaluated(capsys.readouterr().out, tmp_path / "out")
+    images = Path(tiny_voc.removeprefix("voc:")) / "JPEGImages"
+    demo_dir = tmp_path / "demo"
+    run_here("demo.py", *test_flags, "--image_dir", str(images), "--output_dir", str(demo_dir), monkeypatch=monkeypatch)
+    assert len(list(demo_dir.glob("*.jpg"))) == len(list(images.glob("*.jpg"))) == 9
+
+    if "--trainable_scope" in train_flags:
+        # Fine-tuning: the backbone loaded from the checkpoint and frozen, the head initialised and trained.
+        fine_tune = ["--s", "4", "--r", "--checksession", "3", "--checkepoch", "2", "--checkpoint", "2"]
+        fine_tune += ["--resume_scope", "backbone", "--trainable_scope", "head", "--epochs", "1"]
+        capsys.readouterr()
+        run_here("trainval_net.py", *train, *fine_tune, monkeypatch=monkeypatch)
+        assert "fine-tuning from" in capsys.readouterr().out
+        tuned = torch.load(first_path.with_name(f"{net}_4_1_2.pth"), weights_only=True)
+        assert tuned["epoch"] == 1
+        backbone = [n for n in names if n.startswith("backbone.")]
+        equal = parameters_equal(second["model"], tuned["model"], names)
+        assert [n for n in equal if n.startswith("backbone.")] == backbone
+        assert not [n for n in equal if n.startswith("head.") and n.endswith(".weight")]
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (
+            ["--trainable_scope", "base,head"],
+            "--trainable_scope: base is not a module of SSD; valid scopes are backbone",
+        ),
+        (["--resume_scope", "backbone"], "--resume_scope names what to load from the checkpoint of --r"),
+    ],
+)
+def test_scope_flags_name_themselves(tiny_voc, tmp_path, monkeypatch, flags, message):
+    tiny = ["--dataset", tiny_voc, "--net", "ssd_resnet_18", "--input_size", "64", "--save_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as stopped:
+        run_here("trainval_net.py", *tiny, "--nw", "0", "--max_iters", "1", *flags, monkeypatch=monkeypatch)
+    assert message in str(stopped.value)

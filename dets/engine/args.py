@@ -15,6 +15,8 @@ import yaml
 from dets.models import DEFAULT_NET, NETS, Option
 from dets.models.recipe import TEST_NOT_OFFERED
 
+from .scopes import parse_scopes
+
 
 def _epochs(text: str) -> list[int]:
     try:
@@ -76,7 +78,15 @@ class ConfigFileParser(argparse.ArgumentParser):
     to values; flags given on the command line override it; a key that is no flag is an error
     naming the key and the file. ``write_config`` writes the effective flags in the same form,
     so that ``--cfg`` of that file repeats a run.
+
+    One file serves every program (the seed's cfg files do): a key that is no flag of this
+    program but one of `other_programs` (functions making their parsers) is skipped with a note,
+    e.g. ``epochs`` for test_net.py.
     """
+
+    def __init__(self, *args, other_programs=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.other_programs = tuple(other_programs)
 
     def parse_known_args(self, args=None, namespace=None):
         args = list(sys.argv[1:] if args is None else args)
@@ -97,11 +107,17 @@ class ConfigFileParser(argparse.ArgumentParser):
         if not isinstance(values, dict):
             self.error(f"--cfg {path}: expected a mapping of flag names to values, got {type(values).__name__}")
         actions = {a.dest: a for a in self._actions if a.dest not in ("help", "cfg")}
-        unknown = sorted(str(k) for k in values if k not in actions)
+        others = {a.dest for make in self.other_programs for a in make()._actions}
+        unknown = sorted(str(k) for k in values if k not in actions and k not in others)
         if unknown:
-            self.error(f"--cfg {path}: unknown key(s) {', '.join(unknown)} (not flags of {self.prog})")
+            self.error(
+                f"--cfg {path}: unknown key(s) {', '.join(unknown)} (not flags of trainval_net.py or test_net.py)"
+            )
+        skipped = sorted(str(k) for k in values if k not in actions)
+        if skipped:
+            print(f"dets: --cfg {path}: {', '.join(skipped)} not used by {self.prog}", flush=True)
         checked = {}
-        for key, value in values.items():
+        for key, value in ((k, v) for k, v in values.items() if k in actions):
             action = actions[key]
             # YAML already typed the value (0.5, .nan, [9, 11]): check it as the flag would.
             if value is not None and action.type is not None and not isinstance(value, (list, bool)):
@@ -214,7 +230,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def train_parser() -> argparse.ArgumentParser:
-    parser = ConfigFileParser(description="Train a detector")
+    parser = ConfigFileParser(description="Train a detector", other_programs=(test_parser,))
     _add_common(parser)
     parser.add_argument("--start_epoch", type=_positive_int, default=1, help="first epoch (1-based)")
     parser.add_argument("--epochs", type=_positive_int, default=12, help="last epoch")
@@ -309,6 +325,24 @@ def train_parser() -> argparse.ArgumentParser:
         )
         + ")",
     )
+    parser.add_argument(
+        "--trainable_scope",
+        type=parse_scopes,
+        default=None,
+        metavar="SCOPES",
+        help="train only these modules, e.g. head.loc,head.conf (comma-separated module names; an SSD net has "
+        "backbone, head.norm, head.extras, head.loc, head.conf): every other parameter is frozen and left out "
+        "of the optimizer (default: train everything not frozen by --frozen_stages)",
+    )
+    parser.add_argument(
+        "--resume_scope",
+        type=parse_scopes,
+        default=None,
+        metavar="SCOPES",
+        help="with --r: fine-tune from that checkpoint, loading only these modules' weights (e.g. "
+        "backbone,head.extras); the rest stays as initialised, and the optimizer, schedule and epoch start "
+        "afresh (--start_epoch), so the checkpoint may come from other classes (default: resume everything)",
+    )
     _add_family_options(parser, "train")
     parser.add_argument(
         "--multiscale",
@@ -333,7 +367,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def test_parser() -> argparse.ArgumentParser:
-    parser = ConfigFileParser(description="Evaluate a trained detector on a test split")
+    parser = ConfigFileParser(description="Evaluate a trained detector on a test split", other_programs=(train_parser,))
     _add_common(parser)
     parser.set_defaults(bs=1)
     parser.add_argument("--load_dir", default="models", help="where checkpoints are (the training --save_dir)")

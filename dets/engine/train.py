@@ -18,6 +18,7 @@ from dets.plots import plot_training_curves
 
 from .args import train_parser, write_config
 from .checkpoint import (
+    MODEL_FIELDS,
     RESUME_FIELDS,
     CheckpointError,
     best_checkpoint_path,
@@ -33,6 +34,7 @@ from .distributed import barrier, cleanup, init_distributed, is_main_process
 from .model_config import checkpoint_config, training_options
 from .progress import MetricsLog, Progress
 from .schedule import build_scheduler
+from .scopes import freeze_outside, load_scoped
 from .test import evaluate
 from .trainer import StepGuard, build_optimizer, train_one_epoch
 
@@ -136,6 +138,8 @@ def main(args) -> dict:
         _relaunch_under_torchrun()
     if args.cuda and not torch.cuda.is_available():
         sys.exit("--cuda given but no GPU is visible")
+    if args.resume_scope and not args.resume:
+        sys.exit("--resume_scope names what to load from the checkpoint of --r; give --r and the --check* flags")
     device_type = "cuda" if args.cuda else "cpu"
     rank, world_size, local_rank = init_distributed(device_type)
     device = torch.device("cuda", local_rank) if args.cuda else torch.device("cpu")
@@ -177,11 +181,19 @@ def main(args) -> dict:
     if is_main_process():
         print("dets: boxes per class: " + ", ".join(f"{n} {c}" for n, c in class_box_counts(dataset).items()))
     resume_path = state = None
+    # --resume_scope fine-tunes from the checkpoint's weights only: its optimizer is not needed.
+    fine_tune = bool(args.resume_scope)
     if args.resume:
         resume_path = checkpoint_path(
             args.load_dir or args.save_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint
         )
-        state = load_checkpoint(resume_path, required=RESUME_FIELDS)
+        state = load_checkpoint(resume_path, required=MODEL_FIELDS if fine_tune else RESUME_FIELDS)
+        if fine_tune and args.session == args.checksession and (args.load_dir or args.save_dir) == args.save_dir:
+            # Its epochs restart from --start_epoch: they would overwrite the checkpoint fine-tuned from.
+            sys.exit(f"dets: fine-tuning from {resume_path} with --resume_scope: give another --s than its session")
+    if state is not None and not fine_tune and args.trainable_scope is None:
+        # The optimizer state being resumed holds exactly the scopes the checkpoint trained.
+        args.trainable_scope = state.get("args", {}).get("trainable_scope")
     options = training_options(args, None if state is None else checkpoint_config(state, resume_path))
     model = prepare_for_training(
         build_detector(
@@ -195,6 +207,28 @@ def main(args) -> dict:
         device,
         channels_last=args.channels_last,
     )
+    if state is not None and fine_tune:
+        try:
+            loaded = load_scoped(model, state["model"], args.resume_scope, resume_path)
+        except ValueError as exc:
+            sys.exit(f"dets: {exc}")
+        if is_main_process():
+            print(
+                f"dets: fine-tuning from {resume_path}: loaded {len(loaded)} of {len(model.state_dict())} tensors "
+                f"({','.join(args.resume_scope)}); the rest as initialised"
+                + ("" if state["class_names"] == class_names else f" (it was trained on {state['class_names']})")
+            )
+    if args.trainable_scope:
+        try:
+            frozen = freeze_outside(model, args.trainable_scope)
+        except ValueError as exc:
+            sys.exit(f"dets: {exc}")
+        if is_main_process():
+            trainable = sum(p.requires_grad for p in model.parameters())
+            print(
+                f"dets: --trainable_scope {','.join(args.trainable_scope)}: {trainable} parameter tensors train, "
+                f"{len(frozen)} more frozen"
+            )
 
     if world_size > 1:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed)
@@ -227,12 +261,18 @@ def main(args) -> dict:
         **shape,
     )
     start_epoch = args.start_epoch
-    if state is not None:
+    if state is not None and not fine_tune:
         path = resume_path
         if state.get("class_names") != class_names:
             sys.exit(f"{path} was trained on classes {state.get('class_names')}, this dataset has {class_names}")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            sys.exit(
+                f"dets: {path}'s optimizer does not fit this run's trainable parameters ({exc}); resume with the "
+                "--trainable_scope it was trained with, or fine-tune from it with --resume_scope"
+            )
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = state["epoch"] + 1
         if "rng" in state:
