@@ -3,8 +3,15 @@ post-processing, so that a runtime without this package gets detections.
 
 A family joins by implementing ``Detector.export(images, max_per_image)``: a traceable forward
 returning (boxes [B, K, 4] in input pixels, scores [B, K], labels [B, K]) with standard ops only.
-Families whose post-processing needs a dets op without an ONNX form (Faster R-CNN's RoI pooling
-and NMS) raise ``NotImplementedError`` there and are refused by name.
+Families whose post-processing needs a dets op without an ONNX form raise ``NotImplementedError``
+there and are refused by name.
+
+NMS is ONNX NonMaxSuppression (``nms_keep``), which has our ``batched_nms``'s rule: a box goes
+when its IoU with a kept box of its class is > the threshold, candidates taken by decreasing
+score, ties lower index first (onnx's reference implementation and onnxruntime's kernel both).
+Its output has a data-dependent length, so the kept detections are scattered back into a fixed
+[B, C, N] grid and the best k of each image taken from it (``best_of``): slots past an image's
+detections have score 0.
 """
 
 import warnings
@@ -15,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.onnx import symbolic_helper
 
-from dets.ops import DeformConv2d
+from dets.ops import DeformConv2d, batched_nms
 
 # Peaks are found as in CenterX's export: ONNX has no cheap equality test, so a position counts
 # as a peak when its value is within PEAK_EPS of the 3x3 maximum around it.
@@ -82,6 +89,58 @@ def gather_at(maps: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """maps [B, D, H, W] read at flat positions pos [B, k] → [B, k, D] (float32)."""
     batch, depth = maps.shape[:2]
     return maps.float().reshape(batch, depth, -1).gather(2, pos.unsqueeze(1).expand(-1, depth, -1)).transpose(1, 2)
+
+
+class _NonMaxSuppression(torch.autograd.Function):
+    """ONNX NonMaxSuppression: in PyTorch ``batched_nms`` per (row, class), in the graph the ONNX op."""
+
+    @staticmethod
+    def forward(ctx, boxes, scores, iou_threshold: float, score_threshold: float):
+        classes = scores.shape[1]
+        row, label, index = (scores > score_threshold).nonzero(as_tuple=True)
+        kept = batched_nms(boxes[row, index], scores[row, label, index], row * classes + label, iou_threshold)
+        return torch.stack([row[kept], label[kept], index[kept]], dim=1)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, iou_threshold: float, score_threshold: float):
+        # Every box of a class may be kept: the limit per class is the number of boxes, scores' dim 2.
+        def const(values):
+            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+        limit = g.op("Slice", g.op("Shape", scores), const([2]), const([3]))
+        return g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            limit,
+            g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
+        )
+
+
+def nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, score_threshold: float = 0.0):
+    """scores [R, C, N] with 0 wherever NMS drops the box: boxes [R, N, 4] (xyxy) are suppressed
+    within each row and class; only scores > `score_threshold` (≥ 0) take part, as predict's
+    ``scores > score_thr``. Traced, this is one ONNX NonMaxSuppression."""
+    if score_threshold < 0:
+        raise ValueError(f"score_threshold must be >= 0 (0 marks a dropped box), got {score_threshold}")
+    scores = scores.float()
+    selected = _NonMaxSuppression.apply(boxes.float(), scores, float(iou_threshold), float(score_threshold))
+    classes, count = scores.shape[1], scores.shape[2]
+    flat = (selected[:, 0] * classes + selected[:, 1]) * count + selected[:, 2]
+    flat_scores = scores.reshape(-1)
+    kept = torch.zeros_like(flat_scores).scatter(0, flat, flat_scores.gather(0, flat))
+    return kept.reshape(scores.shape)
+
+
+def best_of(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, k: int):
+    """The k best of M detections per image: boxes [B, M, 4], scores [B, M] (0: none), labels
+    [M] or [B, M] → boxes [B, k, 4], scores [B, k], labels [B, k] (int64), best first; slots
+    without a detection (score 0) have zero boxes."""
+    labels = labels.expand_as(scores)
+    scores, index = scores.topk(min(k, scores.shape[1]), dim=1)
+    boxes = boxes.gather(1, index.unsqueeze(2).expand(-1, -1, 4)) * (scores > 0).unsqueeze(2).to(boxes.dtype)
+    return boxes, scores, labels.gather(1, index)
 
 
 class _Exported(nn.Module):
