@@ -6,7 +6,7 @@ returning (boxes [B, K, 4] in input pixels, scores [B, K], labels [B, K]) with s
 Families whose post-processing needs a dets op without an ONNX form raise ``NotImplementedError``
 there and are refused by name.
 
-NMS is ONNX NonMaxSuppression (``nms_keep``), which has our ``batched_nms``'s rule: a box goes
+NMS is ONNX NonMaxSuppression (``nms_mask``), which has our ``batched_nms``'s rule: a box goes
 when its IoU with a kept box of its class is > the threshold, candidates taken by decreasing
 score, ties lower index first (onnx's reference implementation and onnxruntime's kernel both).
 Its output has a data-dependent length, so the kept detections are scattered back into a fixed
@@ -95,42 +95,42 @@ class _NonMaxSuppression(torch.autograd.Function):
     """ONNX NonMaxSuppression: in PyTorch ``batched_nms`` per (row, class), in the graph the ONNX op."""
 
     @staticmethod
-    def forward(ctx, boxes, scores, iou_threshold: float, score_threshold: float):
+    def forward(ctx, boxes, scores, iou_threshold: float, score_threshold: float | None):
         classes = scores.shape[1]
-        row, label, index = (scores > score_threshold).nonzero(as_tuple=True)
+        taking_part = scores > score_threshold if score_threshold is not None else torch.ones_like(scores, dtype=bool)
+        row, label, index = taking_part.nonzero(as_tuple=True)
         kept = batched_nms(boxes[row, index], scores[row, label, index], row * classes + label, iou_threshold)
         return torch.stack([row[kept], label[kept], index[kept]], dim=1)
 
     @staticmethod
-    def symbolic(g, boxes, scores, iou_threshold: float, score_threshold: float):
+    def symbolic(g, boxes, scores, iou_threshold: float, score_threshold: float | None):
+        def const(values, dtype):
+            return g.op("Constant", value_t=torch.tensor(values, dtype=dtype))
+
         # Every box of a class may be kept: the limit per class is the number of boxes, scores' dim 2.
-        def const(values):
-            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
-
-        limit = g.op("Slice", g.op("Shape", scores), const([2]), const([3]))
-        return g.op(
-            "NonMaxSuppression",
-            boxes,
-            scores,
-            limit,
-            g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
-            g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
-        )
+        limit = g.op("Slice", g.op("Shape", scores), const([2], torch.int64), const([3], torch.int64))
+        thresholds = [const([iou_threshold], torch.float32)]
+        if score_threshold is not None:
+            thresholds.append(const([score_threshold], torch.float32))
+        return g.op("NonMaxSuppression", boxes, scores, limit, *thresholds)
 
 
-def nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, score_threshold: float = 0.0):
-    """scores [R, C, N] with 0 wherever NMS drops the box: boxes [R, N, 4] (xyxy) are suppressed
-    within each row and class; only scores > `score_threshold` (≥ 0) take part, as predict's
-    ``scores > score_thr``. Traced, this is one ONNX NonMaxSuppression."""
-    if score_threshold < 0:
-        raise ValueError(f"score_threshold must be >= 0 (0 marks a dropped box), got {score_threshold}")
+def nms_mask(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, score_threshold: float | None = None
+) -> torch.Tensor:
+    """bool [R, C, N]: whether NMS keeps each box for each class. boxes [R, N, 4] (xyxy) are
+    suppressed within each row and class by scores [R, C, N]; with `score_threshold` only
+    scores > it take part (predict's ``scores > score_thr``; also what keeps a mostly empty
+    [R, C, N] cheap). Traced, this is one ONNX NonMaxSuppression."""
     scores = scores.float()
-    selected = _NonMaxSuppression.apply(boxes.float(), scores, float(iou_threshold), float(score_threshold))
+    selected = _NonMaxSuppression.apply(
+        boxes.float(), scores, float(iou_threshold), None if score_threshold is None else float(score_threshold)
+    )
     classes, count = scores.shape[1], scores.shape[2]
     flat = (selected[:, 0] * classes + selected[:, 1]) * count + selected[:, 2]
-    flat_scores = scores.reshape(-1)
-    kept = torch.zeros_like(flat_scores).scatter(0, flat, flat_scores.gather(0, flat))
-    return kept.reshape(scores.shape)
+    # Scattered as floats: onnxruntime's ScatterElements has no bool kernel everywhere.
+    hits = torch.zeros_like(scores.reshape(-1)).scatter(0, flat, torch.ones_like(flat, dtype=scores.dtype))
+    return hits.reshape(scores.shape) > 0
 
 
 def best_of(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, k: int):

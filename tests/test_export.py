@@ -1,5 +1,6 @@
-"""export_onnx.py: the exported TTFNet and CenterNet give PyTorch's top-100 detections on real images when
-run by onnxruntime alone; a family without an ONNX form is refused by name."""
+"""export_onnx.py: the exported TTFNet, CenterNet, SSD and FCOS give PyTorch's top-100 detections on
+real images when run by onnxruntime alone; ONNX NonMaxSuppression keeps what a slow greedy NMS
+keeps; a family without an ONNX form is refused by name."""
 
 import os
 import subprocess
@@ -26,6 +27,10 @@ def _checkpoint(tmp_path: Path, net: str, classes: list[str]) -> Path:
     if net.startswith(("ttfnet", "centernet")):
         # Untrained, every heatmap value is near sigmoid(bias): spread them so peaks are distinct.
         torch.nn.init.normal_(model.head.hm[-1].weight, std=0.5)
+    if net.startswith("fcos"):
+        # Untrained, every class probability is the prior 0.01, below the 0.05 of a candidate.
+        torch.nn.init.normal_(model.head.cls_logits.weight, std=0.5)
+        torch.nn.init.zeros_(model.head.cls_logits.bias)
     path = tmp_path / f"{net}.pth"
     save_checkpoint(
         path,
@@ -53,7 +58,11 @@ def _export(*flags: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("net", ["ttfnet_r18", "centernet_r18"])
+# Families whose graph holds ONNX NonMaxSuppression; their outputs past the detections are 0.
+WITH_NMS = ("ssd", "fcos")
+
+
+@pytest.mark.parametrize("net", ["ttfnet_r18", "centernet_r18", "ssd_resnet_18", "fcos_r50"])
 def test_exported_net_matches_pytorch_on_real_images(tmp_path, net):
     root = tmp_path / "shapes"
     generate_shapes(str(root), num_train=1, num_test=4, image_size=SIZE, seed=5)
@@ -71,12 +80,100 @@ def test_exported_net_matches_pytorch_on_real_images(tmp_path, net):
     model = build_detector(**state["config"])
     model.load_state_dict(state["model"])
     expected = model.eval().predict(images, max_per_image=100, score_thr=0.0)
+    if net.startswith(WITH_NMS):
+        import onnx
+
+        assert any(n.op_type == "NonMaxSuppression" for n in onnx.load(str(tmp_path / "net.onnx")).graph.node)
     for b, want in enumerate(expected):
-        np.testing.assert_allclose(scores[b], want["scores"].numpy(), rtol=1e-4, atol=1e-6)
+        found = len(want["scores"])
+        assert found > 0
+        np.testing.assert_allclose(scores[b, :found], want["scores"].numpy(), rtol=1e-4, atol=1e-6)
+        assert not scores[b, found:].any() and not boxes[b, found:].any()  # empty slots: score and box 0
         # Equal scores may come in either order; compare each detection with its own.
-        got = {(int(lab), *np.round(box, 2)) for lab, box in zip(labels[b], boxes[b], strict=True)}
+        got = {(int(lab), *np.round(box, 2)) for lab, box in zip(labels[b, :found], boxes[b, :found], strict=True)}
         ref = {(int(lab), *np.round(box.numpy(), 2)) for lab, box in zip(want["labels"], want["boxes"], strict=True)}
         assert len(got & ref) >= 0.95 * len(ref)
+
+
+def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, score_threshold) -> np.ndarray:
+    """The obvious NMS, one (row, class) at a time: by decreasing score (ties: lower index
+    first), a box stays unless its IoU with a box already kept is > iou_threshold. Returns
+    whether each box is kept, bool [R, C, N]."""
+    kept = np.zeros(scores.shape, dtype=bool)
+    for row, cls in np.ndindex(*scores.shape[:2]):
+        chosen = []
+        for i in sorted(range(scores.shape[2]), key=lambda i: (-scores[row, cls, i], i)):
+            if score_threshold is not None and scores[row, cls, i] <= score_threshold:
+                continue
+            a = boxes[row, i]
+            for j in chosen:
+                b = boxes[row, j]
+                inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+                union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+                if inter / union > iou_threshold:
+                    break
+            else:
+                chosen.append(i)
+                kept[row, cls, i] = True
+    return kept
+
+
+class _KeepModule(torch.nn.Module):
+    def __init__(self, iou_threshold: float, score_threshold: float):
+        super().__init__()
+        self.iou_threshold, self.score_threshold = iou_threshold, score_threshold
+
+    def forward(self, boxes, scores):
+        from dets.export import nms_mask
+
+        return nms_mask(boxes, scores, self.iou_threshold, self.score_threshold)
+
+
+def _onnx_keep(tmp_path: Path, boxes: torch.Tensor, scores: torch.Tensor, iou: float, score_thr: float) -> np.ndarray:
+    path = tmp_path / "nms.onnx"
+    torch.onnx.export(
+        _KeepModule(iou, score_thr),
+        (boxes, scores),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["boxes", "scores"],
+        dynamic_axes={"boxes": {0: "rows"}, "scores": {0: "rows"}},
+    )
+    session = onnxruntime.InferenceSession(str(path))
+    return session.run(None, {"boxes": boxes.numpy(), "scores": scores.numpy()})[0]
+
+
+@pytest.mark.parametrize("score_thr", [0.1, None])
+def test_nms_mask_matches_a_greedy_nms_in_pytorch_and_in_onnxruntime(tmp_path, score_thr):
+    from dets.export import nms_mask
+
+    generator = torch.Generator().manual_seed(3)
+    corners = torch.rand(3, 40, 2, generator=generator) * 50
+    boxes = torch.cat([corners, corners + 5 + torch.rand(3, 40, 2, generator=generator) * 30], dim=2)
+    # Scores on a coarse grid: many ties, which both sides break by the lower index.
+    scores = torch.randint(0, 8, (3, 2, 40), generator=generator).float() / 8 - 0.25
+    want = _greedy_nms(boxes.numpy(), scores.numpy(), 0.4, score_thr)
+    taking_part = scores.numpy() > score_thr if score_thr is not None else np.ones(want.shape, dtype=bool)
+    assert 0 < want.sum() < taking_part.sum()  # NMS drops some of the boxes that take part
+    np.testing.assert_array_equal(nms_mask(boxes, scores, 0.4, score_thr).numpy(), want)
+    # The exported graph runs with another number of rows than it was traced with.
+    np.testing.assert_array_equal(_onnx_keep(tmp_path, boxes[:1], scores[:1], 0.4, score_thr), want[:1])
+    session = onnxruntime.InferenceSession(str(tmp_path / "nms.onnx"))
+    np.testing.assert_array_equal(session.run(None, {"boxes": boxes.numpy(), "scores": scores.numpy()})[0], want)
+
+
+@pytest.mark.parametrize(("iou", "kept_second"), [(0.5, True), (0.49, False)])
+def test_nms_mask_drops_only_above_the_threshold(tmp_path, iou, kept_second):
+    """Boxes (0, 0, 10, 10) and (0, 0, 10, 5) have IoU 50 / 100 = 0.5 exactly; a score equal to
+    the score threshold takes no part."""
+    from dets.export import nms_mask
+
+    boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0]]])
+    scores = torch.tensor([[[0.9, 0.8, 0.25]]])
+    want = np.array([[[True, kept_second, False]]])
+    np.testing.assert_array_equal(nms_mask(boxes, scores, iou, 0.25).numpy(), want)
+    np.testing.assert_array_equal(_onnx_keep(tmp_path, boxes, scores, iou, 0.25), want)
 
 
 def test_a_net_without_an_onnx_form_is_refused_by_name(tmp_path):

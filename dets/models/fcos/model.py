@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dets.boxes import clip_to_size
-from dets.export import best_of, nms_keep
+from dets.export import best_of, nms_mask
 from dets.ground_truth import GroundTruth
 from dets.ops import batched_nms, fcos_targets, sigmoid_focal_loss
 from dets.ops.fcos_targets import SIZE_RANGES, STRIDES
@@ -163,7 +163,8 @@ class FCOS(Detector):
         boxes, scores, labels, valid = self._candidates(images)
         classes = torch.arange(self.num_classes, device=images.device)
         per_class = torch.where(labels.unsqueeze(1) == classes[:, None], (scores * valid).unsqueeze(1), 0.0)
-        kept = nms_keep(boxes, per_class, self.nms_thr).sum(dim=1)  # one class per candidate
+        # Threshold 0: predict's ``scores > score_thr`` at score_thr 0, and the zeros take no part.
+        kept = (per_class * nms_mask(boxes, per_class, self.nms_thr, 0.0)).sum(dim=1)  # one class per candidate
         return best_of(boxes, kept, labels, max_per_image)
 
     @torch.no_grad()

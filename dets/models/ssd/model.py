@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dets.boxes import centre_size_to_corners, clip_to_size
-from dets.export import best_of, nms_keep
+from dets.export import best_of, nms_mask
 from dets.ground_truth import GroundTruth
 from dets.ops import batched_nms
 
@@ -133,10 +133,12 @@ class SSD(Detector):
         scores, prior_index = probs.topk(per_class, dim=2)  # [B, C, n]
         boxes = clip_to_size(decode_deltas(priors, loc.float(), self.variance), images.shape[-2], images.shape[-1])
         candidates = boxes.gather(1, prior_index.reshape(prior_index.shape[0], -1, 1).expand(-1, -1, 4))
-        # One NMS row per (image, class): each class has its own candidate boxes.
-        kept = nms_keep(candidates.reshape(-1, per_class, 4), scores.reshape(-1, 1, per_class), self.nms_thr)
+        # One NMS row per (image, class): each class has its own candidate boxes. Threshold 0:
+        # predict's ``scores > score_thr`` at score_thr 0.
+        keep = nms_mask(candidates.reshape(-1, per_class, 4), scores.reshape(-1, 1, per_class), self.nms_thr, 0.0)
+        kept = (scores * keep.reshape(scores.shape)).reshape(candidates.shape[:2])
         labels = torch.arange(self.num_classes, device=images.device).repeat_interleave(per_class)
-        return best_of(candidates, kept.reshape(candidates.shape[:2]), labels, max_per_image)
+        return best_of(candidates, kept, labels, max_per_image)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
