@@ -66,6 +66,46 @@ def _deform_conv2d_symbolic(
 
 torch.onnx.register_custom_op_symbolic("dets::deform_conv2d", _deform_conv2d_symbolic, DEFORM_CONV_OPSET)
 
+# ONNX RoiAlign exists from opset 10 with aligned=False's coordinates (the legacy
+# "output_half_pixel"); its coordinate_transformation_mode, needed for aligned=True
+# ("half_pixel"), from opset 16.
+ROI_ALIGN_OPSET = 10
+ROI_ALIGN_MODE_OPSET = 16
+ONNX_INT64 = 7  # TensorProto.INT64, the type of RoiAlign's batch_indices
+
+
+@symbolic_helper.parse_args("v", "v", "f", "i", "i", "i", "b")
+def _roi_align_symbolic(g, input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
+    """``dets::roi_align`` (rois [K, 5]: batch index, x1, y1, x2, y2) as ONNX RoiAlign (mode
+    avg; sampling_ratio 0 is the adaptive ceil(roi size / bins), as ours at <= 0 up to its
+    ``MAX_ADAPTIVE_GRID`` cap)."""
+    if aligned and g.opset < ROI_ALIGN_MODE_OPSET:
+        raise NotImplementedError(f"roi_align with aligned=True needs ONNX opset >= {ROI_ALIGN_MODE_OPSET}")
+    columns = {
+        name: g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+        for name, values in {"starts": [1], "ends": [5], "axes": [1], "index": 0}.items()
+    }
+    boxes = g.op("Slice", rois, columns["starts"], columns["ends"], columns["axes"])
+    batch_indices = g.op("Cast", g.op("Gather", rois, columns["index"], axis_i=1), to_i=ONNX_INT64)
+    modes = {}
+    if g.opset >= ROI_ALIGN_MODE_OPSET:
+        modes["coordinate_transformation_mode_s"] = "half_pixel" if aligned else "output_half_pixel"
+    return g.op(
+        "RoiAlign",
+        input,
+        boxes,
+        batch_indices,
+        mode_s="avg",
+        output_height_i=pooled_height,
+        output_width_i=pooled_width,
+        sampling_ratio_i=max(sampling_ratio, 0),
+        spatial_scale_f=spatial_scale,
+        **modes,
+    )
+
+
+torch.onnx.register_custom_op_symbolic("dets::roi_align", _roi_align_symbolic, ROI_ALIGN_OPSET)
+
 
 def peak_scores(heat: torch.Tensor) -> torch.Tensor:
     """heat [B, C, H, W] in [0, 1] with every value that is not a 3x3 local maximum set to 0:
