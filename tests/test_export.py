@@ -1,6 +1,6 @@
-"""export_onnx.py: the exported TTFNet, CenterNet, SSD and FCOS give PyTorch's top-100 detections on
-real images when run by onnxruntime alone; ONNX NonMaxSuppression keeps what a slow greedy NMS
-keeps; a family without an ONNX form is refused by name."""
+"""export_onnx.py: the exported TTFNet, CenterNet, SSD, FCOS and Faster R-CNN give PyTorch's
+top-100 detections on real images when run by onnxruntime alone; ONNX NonMaxSuppression keeps
+what a slow greedy NMS keeps; a post-processing without an ONNX form is refused by name."""
 
 import os
 import subprocess
@@ -58,32 +58,46 @@ def _export(*flags: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-# Families whose graph holds ONNX NonMaxSuppression; their outputs past the detections are 0.
-WITH_NMS = ("ssd", "fcos")
+# ONNX operators each exported net's graph must hold: NMS for the families that suppress (their
+# outputs past the detections are 0), RoiAlign for Faster R-CNN.
+GRAPH_OPS = {
+    "ttfnet_r18": set(),
+    "centernet_r18": set(),
+    "ssd_resnet_18": {"NonMaxSuppression"},
+    "fcos_r50": {"NonMaxSuppression"},
+    "res50_fpn": {"NonMaxSuppression", "RoiAlign"},
+}
+# Test images per net: res50_fpn's two fc layers over 300 regions per image cost ~4 GFLOP an image.
+NUM_IMAGES = {"res50_fpn": 2}
 
 
-@pytest.mark.parametrize("net", ["ttfnet_r18", "centernet_r18", "ssd_resnet_18", "fcos_r50"])
+def _session(path: Path) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # the CI machine's cores are shared
+    return onnxruntime.InferenceSession(str(path), options)
+
+
+@pytest.mark.parametrize("net", list(GRAPH_OPS))
 def test_exported_net_matches_pytorch_on_real_images(tmp_path, net):
     root = tmp_path / "shapes"
-    generate_shapes(str(root), num_train=1, num_test=4, image_size=SIZE, seed=5)
+    num_images = NUM_IMAGES.get(net, 4)
+    generate_shapes(str(root), num_train=1, num_test=num_images, image_size=SIZE, seed=5)
     dataset = build_dataset(f"voc:{root}", "test", transforms=net_spec(net).recipe.test_transforms(SIZE))
     weights = _checkpoint(tmp_path, net, list(dataset.class_names))
     done = _export("--net", net, "--weights", str(weights), "--output", str(tmp_path / "net.onnx"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
     images, _, _ = collate([dataset[i] for i in range(len(dataset))])
-    session = onnxruntime.InferenceSession(str(tmp_path / "net.onnx"))
-    boxes, scores, labels = session.run(None, {"images": images.numpy()})
-    assert boxes.shape == (4, 100, 4) and scores.shape == labels.shape == (4, 100)
+    boxes, scores, labels = _session(tmp_path / "net.onnx").run(None, {"images": images.numpy()})
+    assert boxes.shape == (num_images, 100, 4) and scores.shape == labels.shape == (num_images, 100)
 
     state = torch.load(weights, weights_only=False)
     model = build_detector(**state["config"])
     model.load_state_dict(state["model"])
     expected = model.eval().predict(images, max_per_image=100, score_thr=0.0)
-    if net.startswith(WITH_NMS):
-        import onnx
+    import onnx
 
-        assert any(n.op_type == "NonMaxSuppression" for n in onnx.load(str(tmp_path / "net.onnx")).graph.node)
+    assert GRAPH_OPS[net] <= {n.op_type for n in onnx.load(str(tmp_path / "net.onnx")).graph.node}
     for b, want in enumerate(expected):
         found = len(want["scores"])
         assert found > 0
@@ -140,7 +154,7 @@ def _onnx_keep(tmp_path: Path, boxes: torch.Tensor, scores: torch.Tensor, iou: f
         input_names=["boxes", "scores"],
         dynamic_axes={"boxes": {0: "rows"}, "scores": {0: "rows"}},
     )
-    session = onnxruntime.InferenceSession(str(path))
+    session = _session(path)
     return session.run(None, {"boxes": boxes.numpy(), "scores": scores.numpy()})[0]
 
 
@@ -159,7 +173,7 @@ def test_nms_mask_matches_a_greedy_nms_in_pytorch_and_in_onnxruntime(tmp_path, s
     np.testing.assert_array_equal(nms_mask(boxes, scores, 0.4, score_thr).numpy(), want)
     # The exported graph runs with another number of rows than it was traced with.
     np.testing.assert_array_equal(_onnx_keep(tmp_path, boxes[:1], scores[:1], 0.4, score_thr), want[:1])
-    session = onnxruntime.InferenceSession(str(tmp_path / "nms.onnx"))
+    session = _session(tmp_path / "nms.onnx")
     np.testing.assert_array_equal(session.run(None, {"boxes": boxes.numpy(), "scores": scores.numpy()})[0], want)
 
 
@@ -176,11 +190,22 @@ def test_nms_mask_drops_only_above_the_threshold(tmp_path, iou, kept_second):
     np.testing.assert_array_equal(_onnx_keep(tmp_path, boxes, scores, iou, 0.25), want)
 
 
-def test_a_net_without_an_onnx_form_is_refused_by_name(tmp_path):
+def test_a_post_processing_without_an_onnx_form_is_refused_by_name(tmp_path):
     weights = _checkpoint(tmp_path, "res50_fpn", ["a", "b"])
-    done = _export("--net", "res50_fpn", "--weights", str(weights), cwd=tmp_path)
+    done = _export("--net", "res50_fpn", "--weights", str(weights), "--soft_nms", cwd=tmp_path)
     assert done.returncode != 0
-    assert "cannot export res50_fpn" in done.stderr and "no ONNX export" in done.stderr
+    assert "cannot export res50_fpn" in done.stderr and "Soft-NMS" in done.stderr
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+@pytest.mark.parametrize("mode", ["pool", "crop"])
+def test_faster_rcnn_pooling_without_an_onnx_form_is_refused_by_name(tmp_path, mode):
+    from dets.export import export_onnx
+
+    model = build_detector("res50_fpn", 2, options={"pooling_mode": mode})
+    with pytest.raises(NotImplementedError, match=f"pooling mode '{mode}'"):
+        export_onnx(model, tmp_path / "net.onnx", (SIZE, SIZE))
+    assert not (tmp_path / "net.onnx").exists()
 
 
 def test_deformable_convs_export_as_onnx_deform_conv(tmp_path):
@@ -206,7 +231,7 @@ def test_deformable_convs_export_as_onnx_deform_conv(tmp_path):
     assert sum(n.op_type == "DeformConv" for n in graph.graph.node) == len(layers)
 
     images = torch.randn(2, 3, SIZE, SIZE)
-    boxes, scores, labels = onnxruntime.InferenceSession(str(path)).run(None, {"images": images.numpy()})
+    boxes, scores, labels = _session(path).run(None, {"images": images.numpy()})
     with torch.no_grad():
         offsets = layers[0].conv_offset(model.backbone(images)[-1])
     assert offsets.abs().max() > 1.0  # some samples move by more than a pixel
