@@ -138,8 +138,12 @@ class _NonMaxSuppression(torch.autograd.Function):
     def forward(ctx, boxes, scores, iou_threshold: float, score_threshold: float | None):
         classes = scores.shape[1]
         taking_part = scores > score_threshold if score_threshold is not None else torch.ones_like(scores, dtype=bool)
-        row, label, index = taking_part.nonzero(as_tuple=True)
-        kept = batched_nms(boxes[row, index], scores[row, label, index], row * classes + label, iou_threshold)
+        with warnings.catch_warnings():
+            # While tracing, batched_nms's argument checks warn of Python values, but this body is
+            # not recorded: the graph holds the symbolic's operator.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            row, label, index = taking_part.nonzero(as_tuple=True)
+            kept = batched_nms(boxes[row, index], scores[row, label, index], row * classes + label, iou_threshold)
         return torch.stack([row[kept], label[kept], index[kept]], dim=1)
 
     @staticmethod

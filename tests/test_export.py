@@ -67,7 +67,7 @@ GRAPH_OPS = {
     "fcos_r50": {"NonMaxSuppression"},
     "res50_fpn": {"NonMaxSuppression", "RoiAlign"},
 }
-# Test images per net: res50_fpn's two fc layers over 300 regions per image cost ~4 GFLOP an image.
+# Test images per net: res50_fpn's two fc layers over 300 regions per image cost ~4 G multiply-adds an image.
 NUM_IMAGES = {"res50_fpn": 2}
 
 
