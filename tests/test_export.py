@@ -241,3 +241,57 @@ def test_deformable_convs_export_as_onnx_deform_conv(tmp_path):
         got = {(int(lab), *np.round(box, 1)) for lab, box in zip(labels[b], boxes[b], strict=True)}
         ref = {(int(lab), *np.round(box.numpy(), 1)) for lab, box in zip(want["labels"], want["boxes"], strict=True)}
         assert len(got & ref) >= 0.9 * len(ref)
+
+
+class _RoIAlignModule(torch.nn.Module):
+    def __init__(self, sampling_ratio: int, aligned: bool):
+        super().__init__()
+        self.sampling_ratio, self.aligned = sampling_ratio, aligned
+
+    def forward(self, features, rois):
+        from dets.ops import roi_align
+
+        return roi_align(features, rois, (3, 2), 0.5, sampling_ratio=self.sampling_ratio, aligned=self.aligned)
+
+
+@pytest.mark.parametrize(
+    ("opset", "sampling_ratio", "aligned"), [(16, 0, False), (16, 2, True), (11, -1, False), (16, -1, True)]
+)
+def test_roi_align_exports_as_onnx_roi_align(tmp_path, opset, sampling_ratio, aligned):
+    """dets roi_align → ONNX RoiAlign: aligned=False is "output_half_pixel" (the only mode
+    before opset 16), aligned=True "half_pixel"; adaptive sampling (<= 0) is ONNX's 0.
+    Regions include one smaller than a feature pixel (aligned=False forces it to 1) and one
+    partly outside the map."""
+    import onnx
+
+    from dets.ops import roi_align
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 3, 10, 12, generator=generator)
+    rois = torch.tensor(
+        [[0, 1.0, 2.0, 15.0, 11.0], [1, 3.2, 4.7, 3.9, 5.1], [1, -4.0, 6.0, 30.0, 25.0], [0, 7.5, 0.0, 20.0, 19.5]]
+    )
+    path = tmp_path / "roi.onnx"
+    torch.onnx.export(
+        _RoIAlignModule(sampling_ratio, aligned),
+        (features, rois),
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=["features", "rois"],
+    )
+    assert [n.op_type for n in onnx.load(str(path)).graph.node].count("RoiAlign") == 1
+    got = _session(path).run(None, {"features": features.numpy(), "rois": rois.numpy()})[0]
+    want = roi_align(features, rois, (3, 2), 0.5, sampling_ratio=sampling_ratio, aligned=aligned)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_roi_align_aligned_needs_opset_16(tmp_path):
+    with pytest.raises(Exception, match="aligned=True needs ONNX opset >= 16"):
+        torch.onnx.export(
+            _RoIAlignModule(0, True),
+            (torch.zeros(1, 1, 4, 4), torch.tensor([[0, 0.0, 0.0, 2.0, 2.0]])),
+            str(tmp_path / "roi.onnx"),
+            dynamo=False,
+            opset_version=15,
+        )
