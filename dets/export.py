@@ -172,9 +172,10 @@ def nms_mask(
     )
     classes, count = scores.shape[1], scores.shape[2]
     flat = (selected[:, 0] * classes + selected[:, 1]) * count + selected[:, 2]
-    # Scattered as floats: onnxruntime's ScatterElements has no bool kernel everywhere.
-    hits = torch.zeros_like(scores.reshape(-1)).scatter(0, flat, torch.ones_like(flat, dtype=scores.dtype))
-    return hits.reshape(scores.shape) > 0
+    keep = torch.zeros_like(scores.reshape(-1), dtype=torch.bool).scatter(
+        0, flat, torch.ones_like(flat, dtype=torch.bool)
+    )
+    return keep.reshape(scores.shape)
 
 
 def best_of(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, k: int):

@@ -35,6 +35,7 @@ BOX_STDS = (0.1, 0.1, 0.2, 0.2)
 # DetNet's Soft-NMS at test: linear decay above IoU 0.3, sigma 0.5, boxes below 0.001 dropped.
 SOFT_NMS = {"iou_threshold": 0.3, "sigma": 0.5, "score_threshold": 0.001, "method": "linear"}
 FPN_PRE_NMS_TOP_N = (2000, 1000)  # per level (training, testing); see faster_rcnn_from_parts
+TEST_PHASE = 1  # the index of the testing value in the RPN's (training, testing) settings
 
 
 class FasterRCNN(Detector):
@@ -178,7 +179,7 @@ class FasterRCNN(Detector):
         subsets). Returns boxes [B, k, 4], scores [B, k] (0 past the detections), labels
         [B, k] (int64). Soft-NMS and the pool / crop modes have no ONNX form here."""
         if self.soft_nms:
-            raise NotImplementedError("Soft-NMS (--soft_nms) has no ONNX operator; export a model tested with NMS")
+            raise NotImplementedError("Soft-NMS (--soft_nms) has no ONNX operator; export without --soft_nms (NMS)")
         if self.pooling_mode != "align":
             raise NotImplementedError(
                 f"pooling mode {self.pooling_mode!r} (dets roi_pool / roi_crop) has no ONNX form here; "
@@ -217,7 +218,9 @@ class FasterRCNN(Detector):
         objectness, deltas = rpn.head(levels)
         boxes, scores = [], []
         for level_anchors, level_scores, level_deltas in zip(anchors, objectness, deltas, strict=True):
-            top_scores, top = level_scores.float().topk(min(rpn.pre_nms_top_n[1], level_scores.shape[1]), dim=1)
+            top_scores, top = level_scores.float().topk(
+                min(rpn.pre_nms_top_n[TEST_PHASE], level_scores.shape[1]), dim=1
+            )
             chosen = level_deltas.float().gather(1, top.unsqueeze(2).expand(-1, -1, 4))
             boxes.append(decode(level_anchors[top], chosen))
             scores.append(top_scores)
@@ -225,7 +228,7 @@ class FasterRCNN(Detector):
         # Objectness logits may be negative: every candidate takes part (no score threshold).
         keep = nms_mask(boxes, scores.unsqueeze(1), rpn.nms_threshold)[:, 0]
         ranked = scores.masked_fill(~keep, float("-inf"))
-        _, index = ranked.topk(min(rpn.post_nms_top_n[1], ranked.shape[1]), dim=1)
+        _, index = ranked.topk(min(rpn.post_nms_top_n[TEST_PHASE], ranked.shape[1]), dim=1)
         return boxes.gather(1, index.unsqueeze(2).expand(-1, -1, 4)), keep.gather(1, index)
 
     def _export_pool(self, features: list[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
