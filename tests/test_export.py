@@ -71,6 +71,25 @@ GRAPH_OPS = {
 NUM_IMAGES = {"res50_fpn": 2}
 
 
+def _assert_same_detections(boxes, scores, labels, expected, rtol=1e-4, atol=1e-6, decimals=2, share=0.95):
+    """onnxruntime's outputs (numpy [B, k, ...]) against predict's dicts: the D scores within
+    the tolerance, the slots past them score 0 and box 0, and at least `share` of predict's
+    detections (label, box rounded to `decimals`) among the graph's."""
+    for b, want in enumerate(expected):
+        found = len(want["scores"])
+        assert found > 0
+        np.testing.assert_allclose(scores[b, :found], want["scores"].numpy(), rtol=rtol, atol=atol)
+        assert not scores[b, found:].any() and not boxes[b, found:].any()
+        # Equal scores may come in either order; compare each detection with its own.
+        got = {
+            (int(lab), *np.round(box, decimals)) for lab, box in zip(labels[b, :found], boxes[b, :found], strict=True)
+        }
+        ref = {
+            (int(lab), *np.round(box.numpy(), decimals)) for lab, box in zip(want["labels"], want["boxes"], strict=True)
+        }
+        assert len(got & ref) >= share * len(ref)
+
+
 def _session(path: Path) -> onnxruntime.InferenceSession:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # the CI machine's cores are shared
@@ -98,15 +117,7 @@ def test_exported_net_matches_pytorch_on_real_images(tmp_path, net):
     import onnx
 
     assert GRAPH_OPS[net] <= {n.op_type for n in onnx.load(str(tmp_path / "net.onnx")).graph.node}
-    for b, want in enumerate(expected):
-        found = len(want["scores"])
-        assert found > 0
-        np.testing.assert_allclose(scores[b, :found], want["scores"].numpy(), rtol=1e-4, atol=1e-6)
-        assert not scores[b, found:].any() and not boxes[b, found:].any()  # empty slots: score and box 0
-        # Equal scores may come in either order; compare each detection with its own.
-        got = {(int(lab), *np.round(box, 2)) for lab, box in zip(labels[b, :found], boxes[b, :found], strict=True)}
-        ref = {(int(lab), *np.round(box.numpy(), 2)) for lab, box in zip(want["labels"], want["boxes"], strict=True)}
-        assert len(got & ref) >= 0.95 * len(ref)
+    _assert_same_detections(boxes, scores, labels, expected)
 
 
 def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, score_threshold) -> np.ndarray:
@@ -236,11 +247,7 @@ def test_deformable_convs_export_as_onnx_deform_conv(tmp_path):
         offsets = layers[0].conv_offset(model.backbone(images)[-1])
     assert offsets.abs().max() > 1.0  # some samples move by more than a pixel
     expected = model.predict(images, max_per_image=100, score_thr=0.0)
-    for b, want in enumerate(expected):
-        np.testing.assert_allclose(scores[b], want["scores"].numpy(), rtol=1e-3, atol=1e-5)
-        got = {(int(lab), *np.round(box, 1)) for lab, box in zip(labels[b], boxes[b], strict=True)}
-        ref = {(int(lab), *np.round(box.numpy(), 1)) for lab, box in zip(want["labels"], want["boxes"], strict=True)}
-        assert len(got & ref) >= 0.9 * len(ref)
+    _assert_same_detections(boxes, scores, labels, expected, rtol=1e-3, atol=1e-5, decimals=1, share=0.9)
 
 
 class _RoIAlignModule(torch.nn.Module):
@@ -295,3 +302,18 @@ def test_roi_align_aligned_needs_opset_16(tmp_path):
             dynamo=False,
             opset_version=15,
         )
+
+
+def test_faster_rcnn_c4_class_agnostic_export_matches_predict(tmp_path):
+    """The single-map path (res50's C4 body and head) with one box regression for every class;
+    the RPN keeps 30 proposals per image (predict then too) so that the C4 head stays cheap."""
+    from dets.export import export_onnx
+
+    torch.manual_seed(0)
+    model = build_detector("res50", 3, options={"class_agnostic": True}).eval()
+    model.rpn.post_nms_top_n = (model.rpn.post_nms_top_n[0], 30)
+    torch.nn.init.normal_(model.cls_score.weight, std=0.1)  # scores further from 1 / (C + 1)
+    path = export_onnx(model, tmp_path / "c4.onnx", (128, 128))
+    images = torch.randn(2, 3, 128, 128)
+    boxes, scores, labels = _session(path).run(None, {"images": images.numpy()})
+    _assert_same_detections(boxes, scores, labels, model.predict(images, max_per_image=100, score_thr=0.0))
