@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dets.boxes import clip_boxes, decode, encode
+from dets.boxes import clip_boxes, clip_to_size, decode, encode
+from dets.export import best_of, nms_mask
 from dets.ground_truth import GroundTruth
 from dets.ops import batched_nms, soft_nms
 
@@ -26,7 +27,7 @@ from ..losses import smooth_l1
 from .anchor_target_layer import POSITIVE, anchor_targets
 from .anchors import AnchorGenerator
 from .proposal_target_layer import proposal_targets
-from .roi_pooling import RoIPooler
+from .roi_pooling import RoIPooler, assign_levels
 from .rpn import RegionProposalNetwork
 from .sampler import rank_in_group
 
@@ -34,6 +35,7 @@ BOX_STDS = (0.1, 0.1, 0.2, 0.2)
 # DetNet's Soft-NMS at test: linear decay above IoU 0.3, sigma 0.5, boxes below 0.001 dropped.
 SOFT_NMS = {"iou_threshold": 0.3, "sigma": 0.5, "score_threshold": 0.001, "method": "linear"}
 FPN_PRE_NMS_TOP_N = (2000, 1000)  # per level (training, testing); see faster_rcnn_from_parts
+TEST_PHASE = 1  # the index of the testing value in the RPN's (training, testing) settings
 
 
 class FasterRCNN(Detector):
@@ -167,6 +169,79 @@ class FasterRCNN(Detector):
         kwargs = self.rpn.target_kwargs | {"batch_size_per_image": anchors.shape[0], "positive_fraction": 1.0}
         labels, _ = anchor_targets(anchors, ground_truth.boxes, ground_truth.valid, ground_truth.image_sizes, **kwargs)
         return [anchors[row == POSITIVE] for row in labels]
+
+    def export(self, images: torch.Tensor, max_per_image: int = 100):
+        """``predict`` in standard ONNX operators, for ``dets.export``: the RPN's proposals with
+        one ONNX NonMaxSuppression (a fixed [B, post_nms_top_n] grid, slots NMS emptied marked
+        invalid), ONNX RoiAlign, the box head, per-class boxes and one NonMaxSuppression per
+        (image, class), the best `max_per_image`. With a pyramid every region is pooled from
+        every RoI level and its own level's grid chosen (the ONNX graph has no per-level
+        subsets). Returns boxes [B, k, 4], scores [B, k] (0 past the detections), labels
+        [B, k] (int64). Soft-NMS and the pool / crop modes have no ONNX form here."""
+        if self.soft_nms:
+            raise NotImplementedError("Soft-NMS (--soft_nms) has no ONNX operator; export without --soft_nms (NMS)")
+        if self.pooling_mode != "align":
+            raise NotImplementedError(
+                f"pooling mode {self.pooling_mode!r} (dets roi_pool / roi_crop) has no ONNX form here; "
+                "only 'align' exports (as ONNX RoiAlign)"
+            )
+        height, width = images.shape[-2], images.shape[-1]
+        features = self.body(images)
+        boxes, valid = self._export_proposals([features[i] for i in self.body.rpn_levels], height, width)
+        num_rois = boxes.shape[1]
+        # Image index of every region as RoiAlign's rois [B·R, 5] want it; cumsum keeps B free.
+        image_of = torch.ones_like(boxes[:, :1, 0]).cumsum(0) - 1
+        rois = torch.cat([image_of.expand(-1, num_rois).unsqueeze(2), boxes], dim=2).reshape(-1, 5)
+        pooled = self._export_pool([features[i] for i in self.body.roi_levels], rois)
+        x = self.box_head(pooled)
+        scores = F.softmax(self.cls_score(x).float(), dim=1)[:, 1:]  # [B·R, C]
+        deltas = self.bbox_pred(x).float().view(rois.shape[0], -1, 4)
+        if not self.class_agnostic:
+            deltas = deltas[:, 1:]
+        decoded = clip_to_size(decode(rois[:, None, 1:], deltas, BOX_STDS), height, width)
+        decoded = decoded.expand(-1, self.num_classes, 4).reshape(-1, num_rois, self.num_classes, 4)
+        # Rows (image, class) of R boxes each: each class has its own boxes.
+        class_boxes = decoded.transpose(1, 2).reshape(-1, num_rois, 4)
+        class_scores = (scores.reshape(-1, num_rois, self.num_classes) * valid.unsqueeze(2)).transpose(1, 2)
+        # Threshold 0: predict's ``scores > score_thr`` at score_thr 0; invalid regions take no part.
+        keep = nms_mask(class_boxes, class_scores.reshape(-1, 1, num_rois), self.test_nms, 0.0)
+        kept = (class_scores * keep.reshape(class_scores.shape)).flatten(1)  # [B, C·R]
+        labels = torch.arange(self.num_classes, device=images.device).repeat_interleave(num_rois)
+        return best_of(class_boxes.reshape(kept.shape[0], -1, 4), kept, labels, max_per_image)
+
+    def _export_proposals(self, levels: list[torch.Tensor], height, width):
+        """``proposal_layer.propose`` at test settings for one input size in traceable form:
+        proposals [B, R, 4] (R = min(post_nms_top_n, candidates)), best first, and valid
+        [B, R] (false where NMS left fewer than R)."""
+        rpn = self.rpn
+        anchors = rpn.anchor_generator([tuple(f.shape[-2:]) for f in levels], device=levels[0].device)
+        objectness, deltas = rpn.head(levels)
+        boxes, scores = [], []
+        for level_anchors, level_scores, level_deltas in zip(anchors, objectness, deltas, strict=True):
+            top_scores, top = level_scores.float().topk(
+                min(rpn.pre_nms_top_n[TEST_PHASE], level_scores.shape[1]), dim=1
+            )
+            chosen = level_deltas.float().gather(1, top.unsqueeze(2).expand(-1, -1, 4))
+            boxes.append(decode(level_anchors[top], chosen))
+            scores.append(top_scores)
+        boxes, scores = clip_to_size(torch.cat(boxes, dim=1), height, width), torch.cat(scores, dim=1)
+        # Objectness logits may be negative: every candidate takes part (no score threshold).
+        keep = nms_mask(boxes, scores.unsqueeze(1), rpn.nms_threshold)[:, 0]
+        ranked = scores.masked_fill(~keep, float("-inf"))
+        _, index = ranked.topk(min(rpn.post_nms_top_n[TEST_PHASE], ranked.shape[1]), dim=1)
+        return boxes.gather(1, index.unsqueeze(2).expand(-1, -1, 4)), keep.gather(1, index)
+
+    def _export_pool(self, features: list[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
+        """``RoIPooler.forward`` without data-dependent subsets: each region from its level."""
+        pooler = self.roi_pooler
+        if len(features) == 1:
+            return pooler._pool(features[0], rois, pooler.strides[0])
+        levels = assign_levels(rois, len(features))[:, None, None, None]
+        pooled = None
+        for level, (feature, stride) in enumerate(zip(features, pooler.strides, strict=True)):
+            grid = pooler._pool(feature, rois, stride)
+            pooled = grid if pooled is None else torch.where(levels == level, grid, pooled)
+        return pooled
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dets.boxes import clip_to_size
+from dets.export import best_of, nms_mask
 from dets.ground_truth import GroundTruth
 from dets.ops import batched_nms, fcos_targets, sigmoid_focal_loss
 from dets.ops.fcos_targets import SIZE_RANGES, STRIDES
@@ -129,10 +130,10 @@ class FCOS(Detector):
             "loss_centerness": loss_centerness,
         }
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
-        """Detections per image in input pixels: dicts of 'boxes' [D, 4], 'scores' [D] =
-        sqrt(class · centerness), 'labels' [D], best first; only scores above `score_thr`."""
+    def _candidates(self, images: torch.Tensor):
+        """Per level the ``pre_nms_top_n`` best (location, class) pairs by class · centerness,
+        concatenated: boxes [B, N, 4] (clipped), scores [B, N] = sqrt(class · centerness),
+        labels [B, N] and valid [B, N] (the class probability exceeds ``candidate_thr``)."""
         logits, distances, centerness = self.levels(images)
         batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
         boxes, scores, labels, valid = [], [], [], []
@@ -152,8 +153,27 @@ class FCOS(Detector):
             labels.append(index - location * self.num_classes)
             valid.append(candidate.gather(1, index))
         boxes = clip_to_size(torch.cat(boxes, dim=1), height, width)
-        scores, labels = torch.cat(scores, dim=1), torch.cat(labels, dim=1)
-        keep = torch.cat(valid, dim=1) & (scores > score_thr)
+        return boxes, torch.cat(scores, dim=1), torch.cat(labels, dim=1), torch.cat(valid, dim=1)
+
+    def export(self, images: torch.Tensor, max_per_image: int = 100):
+        """``predict`` in standard ONNX operators, for ``dets.export``: the same candidates, a
+        score per class ([B, C, N], 0 outside the candidate's class or when it is not valid),
+        one ONNX NonMaxSuppression, the best `max_per_image`. Returns boxes [B, k, 4], scores
+        [B, k] (0 past the detections), labels [B, k] (int64)."""
+        boxes, scores, labels, valid = self._candidates(images)
+        classes = torch.arange(self.num_classes, device=images.device)
+        per_class = torch.where(labels.unsqueeze(1) == classes[:, None], (scores * valid).unsqueeze(1), 0.0)
+        # Threshold 0: predict's ``scores > score_thr`` at score_thr 0, and the zeros take no part.
+        kept = (per_class * nms_mask(boxes, per_class, self.nms_thr, 0.0)).sum(dim=1)  # one class per candidate
+        return best_of(boxes, kept, labels, max_per_image)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
+        """Detections per image in input pixels: dicts of 'boxes' [D, 4], 'scores' [D] =
+        sqrt(class · centerness), 'labels' [D], best first; only scores above `score_thr`."""
+        boxes, scores, labels, valid = self._candidates(images)
+        batch = images.shape[0]
+        keep = valid & (scores > score_thr)
         image_of = torch.arange(batch, device=images.device)[:, None].expand_as(labels)[keep]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         kept = batched_nms(boxes, scores, image_of * self.num_classes + labels, self.nms_thr)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dets.boxes import centre_size_to_corners, clip_to_size
+from dets.export import best_of, nms_mask
 from dets.ground_truth import GroundTruth
 from dets.ops import batched_nms
 
@@ -119,6 +120,25 @@ class SSD(Detector):
         _, _, priors = self._outputs(images)
         matched, _ = match(priors, ground_truth.boxes.to(priors.dtype), ground_truth.valid, self.matched_threshold)
         return [priors[row >= 0] for row in matched]
+
+    def export(self, images: torch.Tensor, max_per_image: int = 100):
+        """``predict`` in standard ONNX operators, for ``dets.export``: softmax confidences, per
+        class the ``pre_nms_per_class`` best priors, their boxes decoded with the variances
+        from the priors of this input size (a constant of the graph), clipped; one ONNX
+        NonMaxSuppression over rows (image, class); the best `max_per_image` over the classes.
+        Returns boxes [B, k, 4], scores [B, k] (0 past the detections), labels [B, k] (int64)."""
+        loc, conf, priors = self._outputs(images)
+        probs = torch.softmax(conf.float(), dim=-1)[..., 1:].transpose(1, 2)  # [B, C, P]
+        per_class = min(self.pre_nms_per_class, loc.shape[1])
+        scores, prior_index = probs.topk(per_class, dim=2)  # [B, C, n]
+        boxes = clip_to_size(decode_deltas(priors, loc.float(), self.variance), images.shape[-2], images.shape[-1])
+        candidates = boxes.gather(1, prior_index.reshape(prior_index.shape[0], -1, 1).expand(-1, -1, 4))
+        # One NMS row per (image, class): each class has its own candidate boxes. Threshold 0:
+        # predict's ``scores > score_thr`` at score_thr 0.
+        keep = nms_mask(candidates.reshape(-1, per_class, 4), scores.reshape(-1, 1, per_class), self.nms_thr, 0.0)
+        kept = (scores * keep.reshape(scores.shape)).reshape(candidates.shape[:2])
+        labels = torch.arange(self.num_classes, device=images.device).repeat_interleave(per_class)
+        return best_of(candidates, kept, labels, max_per_image)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, max_per_image: int = 100, score_thr: float = 0.01) -> list[dict]:
