@@ -6,8 +6,10 @@ Nets are ``{head}_{backbone}`` with the seed's names (``ssd_vgg16``, ``ssd_lite_
 """
 
 from ..backbones import build_backbone
+from .heads import fssd as fssd_heads
 from .heads import rfb as rfb_heads
 from .heads import ssd as ssd_heads
+from .heads import yolo as yolo_heads
 from .model import SSD
 from .priors import anchors_per_position
 from .recipe import SSD_RECIPE
@@ -27,7 +29,13 @@ SEED_BACKBONES = {
 
 # Head name -> (head class, CONFIGS by seed backbone name).
 HEADS = {
-    name: (head, module.CONFIGS) for module in (ssd_heads, rfb_heads) for name, head in module.HEADS.items()
+    **{
+        name: (head, module.CONFIGS)
+        for module in (ssd_heads, rfb_heads, fssd_heads)
+        for name, head in module.HEADS.items()
+    },
+    # The two YOLO heads differ in their layers, so their CONFIGS are keyed by head first.
+    **{name: (head, yolo_heads.CONFIGS[name]) for name, head in yolo_heads.HEADS.items()},
 }
 
 

@@ -61,7 +61,7 @@ from torch import nn
 
 from ..config import HeadConfig, PriorSpec
 from ..priors import rescaled_spec
-from .ssd import STRIDED, VALID, ValidConv2d, _extra_conv, separable_extra
+from .ssd import STRIDED, STRIDES_8_16, VALID, ValidConv2d, extra_conv, separable_extra
 
 # The seed's F.upsample(mode='bilinear') under PyTorch >= 0.4 (see the module doc).
 ALIGN_CORNERS = False
@@ -90,7 +90,7 @@ def _check_layers(layers, in_channels, anchors) -> tuple[tuple, tuple]:
 
 def plain_extra(in_channels: int, kind: str, depth: int) -> nn.Sequential:
     """FSSD's extra level: 1×1 to depth/2, 3×3 to depth, no activation (as the seed's fssd.py)."""
-    return nn.Sequential(nn.Conv2d(in_channels, depth // 2, 1), _extra_conv(depth // 2, depth, kind))
+    return nn.Sequential(nn.Conv2d(in_channels, depth // 2, 1), extra_conv(depth // 2, depth, kind))
 
 
 def linear_separable_extra(in_channels: int, kind: str, depth: int) -> nn.Sequential:
@@ -190,15 +190,14 @@ _MOBILENET_V2_PYRAMIDS = ((VALID, 256), (STRIDED, 256), (STRIDED, 256), (STRIDED
 # vgg16 and resnet_50 add one 'S' source of 512 after their two maps.
 _ONE_EXTRA = ((STRIDED, 512),)
 # The shared backbones' maps (strides 4, 8, 16, 32): the seed's sources at 8 and 16, or 8, 16, 32.
-_STRIDES_8_16, _STRIDES_8_16_32 = (1, 2), (1, 2, 3)
+_STRIDES_8_16_32 = (1, 2, 3)
 
 CONFIGS = {
     # vgg16_ssd's two maps, conv4_3 and fc7 (the seed's layers 22 and 34).
     "vgg16": HeadConfig((0, 1), (_ONE_EXTRA, _PYRAMIDS), FSSD_PRIORS),
     # resnet_50's cfg (its layers 10 and 16: layer2 and layer3); the other depths take it.
     **{
-        f"resnet_{depth}": HeadConfig(_STRIDES_8_16, (_ONE_EXTRA, _PYRAMIDS), FSSD_PRIORS)
-        for depth in (18, 34, 50, 101)
+        f"resnet_{depth}": HeadConfig(STRIDES_8_16, (_ONE_EXTRA, _PYRAMIDS), FSSD_PRIORS) for depth in (18, 34, 50, 101)
     },
     # darknet_19's layers 8, 12, 16 and darknet_53's 14, 23, 28: strides 8, 16, 32, no extras.
     "darknet_19": HeadConfig(_STRIDES_8_16_32, ((), _PYRAMIDS), FSSD_PRIORS),

@@ -54,7 +54,7 @@ class ValidConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-def _extra_conv(in_channels: int, out_channels: int, kind: str, groups: int = 1, bias: bool = True) -> nn.Conv2d:
+def extra_conv(in_channels: int, out_channels: int, kind: str, groups: int = 1, bias: bool = True) -> nn.Conv2d:
     """The 3×3 conv of an extra level: stride 2 padding 1 for "S", valid for ""."""
     if kind == STRIDED:
         return nn.Conv2d(in_channels, out_channels, 3, 2, 1, groups=groups, bias=bias)
@@ -66,7 +66,7 @@ def plain_extra(in_channels: int, kind: str, depth: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, depth // 2, 1),
         nn.ReLU(inplace=True),
-        _extra_conv(depth // 2, depth, kind),
+        extra_conv(depth // 2, depth, kind),
         nn.ReLU(inplace=True),
     )
 
@@ -77,7 +77,7 @@ def separable_extra(in_channels: int, kind: str, depth: int) -> nn.Sequential:
         nn.Conv2d(in_channels, depth, 1, bias=False),
         nn.BatchNorm2d(depth),
         nn.ReLU6(inplace=True),
-        _extra_conv(depth, depth, kind, groups=depth, bias=False),
+        extra_conv(depth, depth, kind, groups=depth, bias=False),
         nn.BatchNorm2d(depth),
         nn.ReLU6(inplace=True),
         nn.Conv2d(depth, depth, 1, bias=False),
@@ -133,31 +133,29 @@ def _priors(steps, sizes, aspect_ratios) -> dict[int, PriorSpec]:
 
 
 # ssd_{vgg16,resnet50}_train_voc.yml: sources at strides 8 and 16.
-_STRIDE8_PRIORS = _priors(
-    (8, 16, 32, 64, 100, 300), (30, 60, 111, 162, 213, 264, 315), ((1, 2, 3),) * 4 + ((1, 2),) * 2
-)
+STRIDE8_PRIORS = _priors((8, 16, 32, 64, 100, 300), (30, 60, 111, 162, 213, 264, 315), ((1, 2, 3),) * 4 + ((1, 2),) * 2)
 _STRIDE8_LAYERS = ((STRIDED, 512), (STRIDED, 256), (VALID, 256), (VALID, 256))
 # ssd_darknet{19,53}_voc.yml and ssd_lite_mobilenetv{1,2}_train_voc.yml: sources at strides 16 and 32.
-_STRIDE16_PRIORS = _priors(
+STRIDE16_PRIORS = _priors(
     (16, 32, 64, 100, 150, 300), (45, 90, 135, 180, 225, 270, 315), ((1, 2, 3),) * 4 + ((1, 2),) * 2
 )
 _DARKNET_LAYERS = ((STRIDED, 512), (STRIDED, 256), (STRIDED, 256), (STRIDED, 256))
 _MOBILENET_LAYERS = ((STRIDED, 512), (STRIDED, 256), (STRIDED, 256), (STRIDED, 128))
 # The shared ResNets' and DarkNets' maps (strides 4, 8, 16, 32): 8 and 16, or 16 and 32.
-_STRIDES_8_16, _STRIDES_16_32 = (1, 2), (2, 3)
+STRIDES_8_16, STRIDES_16_32 = (1, 2), (2, 3)
 
 CONFIGS = {
     # vgg16_ssd's two maps: conv4_3 (with the L2Norm) and fc7.
-    "vgg16": HeadConfig((0, 1), _STRIDE8_LAYERS, _STRIDE8_PRIORS),
+    "vgg16": HeadConfig((0, 1), _STRIDE8_LAYERS, STRIDE8_PRIORS),
     # resnet_50 has its cfg (layer2 and layer3 outputs); resnet_101's coco cfg is the same; the
     # seed has none for resnet_18 / resnet_34: the same layers and priors.
-    **{f"resnet_{depth}": HeadConfig(_STRIDES_8_16, _STRIDE8_LAYERS, _STRIDE8_PRIORS) for depth in (18, 34, 50, 101)},
-    "darknet_19": HeadConfig(_STRIDES_16_32, _DARKNET_LAYERS, _STRIDE16_PRIORS),
-    "darknet_53": HeadConfig(_STRIDES_16_32, _DARKNET_LAYERS, _STRIDE16_PRIORS),
+    **{f"resnet_{depth}": HeadConfig(STRIDES_8_16, _STRIDE8_LAYERS, STRIDE8_PRIORS) for depth in (18, 34, 50, 101)},
+    "darknet_19": HeadConfig(STRIDES_16_32, _DARKNET_LAYERS, STRIDE16_PRIORS),
+    "darknet_53": HeadConfig(STRIDES_16_32, _DARKNET_LAYERS, STRIDE16_PRIORS),
     # The width multipliers have no cfg of their own: the full-width one's (the seed's builder
     # changes only the backbone's channels).
     **{
-        f"mobilenet_{version}{width}": HeadConfig(_STRIDES_16_32, _MOBILENET_LAYERS, _STRIDE16_PRIORS)
+        f"mobilenet_{version}{width}": HeadConfig(STRIDES_16_32, _MOBILENET_LAYERS, STRIDE16_PRIORS)
         for version in ("v1", "v2")
         for width in ("", "_075", "_050", "_025")
     },

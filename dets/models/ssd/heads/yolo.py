@@ -51,6 +51,7 @@ from ...backbones.base import SeedUnit
 from ...layers import conv_bn_act
 from ..config import HeadConfig, PriorSpec
 from ..priors import rescaled_spec
+from .ssd import STRIDES_16_32
 
 # The slope of every LeakyReLU of the seed's yolo.py (DarkNet's activation).
 LEAKY_SLOPE = 0.1
@@ -250,7 +251,7 @@ _V3_LAYERS = (
 # The shared DarkNets' and MobileNets' maps (strides 4, 8, 16, 32): 16 and 32 (the seed's
 # darknet_19 layers 12 and 16, mobilenet_v1 11 and 13, mobilenet_v2 13 and 17), or 8, 16 and 32
 # (darknet_53 layers 14, 23 and 28, mobilenet_v1 5, 11 and 13, mobilenet_v2 6, 13 and 17).
-_STRIDES_16_32, _STRIDES_8_16_32 = (2, 3), (1, 2, 3)
+_STRIDES_8_16_32 = (1, 2, 3)
 _BACKBONES = (
     "darknet_19",
     "darknet_53",
@@ -258,6 +259,6 @@ _BACKBONES = (
 )
 
 CONFIGS = {
-    "yolo_v2": {name: HeadConfig(_STRIDES_16_32, _V2_LAYERS, _V2_PRIORS) for name in _BACKBONES},
+    "yolo_v2": {name: HeadConfig(STRIDES_16_32, _V2_LAYERS, _V2_PRIORS) for name in _BACKBONES},
     "yolo_v3": {name: HeadConfig(_STRIDES_8_16_32, _V3_LAYERS, _V3_PRIORS) for name in _BACKBONES},
 }
