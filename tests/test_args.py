@@ -67,6 +67,15 @@ def test_a_config_file_value_is_checked_like_a_flag(tmp_path, capsys):
     assert args.lr == 0.5 and args.bs == 5
 
 
+def test_a_null_in_a_config_file_leaves_the_programs_default(tmp_path):
+    # A training run writes load_dir: null (its default); test_net.py keeps its own "models".
+    config = tmp_path / "run.yml"
+    config.write_text("load_dir: null\nnet: ttfnet_r18\nlr: 0.5\n")
+    args = engine_args.test_parser().parse_args(["--cfg", str(config)])
+    assert args.load_dir == "models" and args.net == "ttfnet_r18"
+    assert engine_args.train_parser().parse_args(["--cfg", str(config)]).load_dir is None
+
+
 def test_configs_ssd_holds_a_file_per_net_and_dataset_of_the_seed_tables():
     assert [p.name for p in SSD_CONFIGS] == [f"{n}_{d}.yml" for n in SEED_TABLE_NETS for d in ("coco", "voc")]
 

@@ -76,8 +76,9 @@ class ConfigFileParser(argparse.ArgumentParser):
 
     The file maps flag names (the argparse dests: ``net``, ``bs``, ``lr``, ``pooling_mode``...)
     to values; flags given on the command line override it; a key that is no flag is an error
-    naming the key and the file. ``write_config`` writes the effective flags in the same form,
-    so that ``--cfg`` of that file repeats a run.
+    naming the key and the file; a null value leaves the flag at this program's default (so that
+    a training run's ``load_dir: null`` does not unset test_net.py's). ``write_config`` writes the
+    effective flags in the same form, so that ``--cfg`` of that file repeats a run.
 
     One file serves every program (the seed's cfg files do): a key that is no flag of this
     program but one of `other_programs` (functions making their parsers) is skipped with a note,
@@ -117,15 +118,15 @@ class ConfigFileParser(argparse.ArgumentParser):
         if skipped:
             print(f"dets: --cfg {path}: {', '.join(skipped)} not used by {self.prog}", flush=True)
         checked = {}
-        for key, value in ((k, v) for k, v in values.items() if k in actions):
+        for key, value in ((k, v) for k, v in values.items() if k in actions and v is not None):
             action = actions[key]
             # YAML already typed the value (0.5, .nan, [9, 11]): check it as the flag would.
-            if value is not None and action.type is not None and not isinstance(value, (list, bool)):
+            if action.type is not None and not isinstance(value, (list, bool)):
                 try:
                     value = action.type(str(value))
                 except (argparse.ArgumentTypeError, ValueError) as exc:
                     self.error(f"--cfg {path}: {key}: {exc}")
-            if value is not None and action.choices is not None and value not in action.choices:
+            if action.choices is not None and value not in action.choices:
                 self.error(f"--cfg {path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
             checked[key] = value
         return checked
