@@ -146,10 +146,13 @@ def test_the_saver_refuses_values_that_would_need_code_to_load(tmp_path):
 
 # Runs save_checkpoint in a child that sends itself SIGINT (or SIGKILL) once it has written 1 MiB.
 _WRITER = """
-import os, signal, sys, torch
+import signal, sys, torch
 from dets.engine.checkpoint import save_checkpoint
 path, how = sys.argv[1], sys.argv[2]
 real_save = torch.save
+# A shell that starts a job in the background has it ignore SIGINT, and Python then installs no
+# KeyboardInterrupt handler: install it, so that the test sees Ctrl-C however it is launched.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class SignallingWriter:
     def __init__(self, f):
@@ -159,7 +162,9 @@ class SignallingWriter:
         self.written += len(data)
         if self.written > 1 << 20 and not self.sent:
             self.sent = True
-            os.kill(os.getpid(), signal.SIGKILL if how == "kill" else signal.SIGINT)
+            # raise_signal, not kill(getpid()): a process-directed signal may land on another of
+            # torch's threads, and Python would then raise the KeyboardInterrupt later, elsewhere.
+            signal.raise_signal(signal.SIGKILL if how == "kill" else signal.SIGINT)
         return count
     def flush(self):
         self.f.flush()
