@@ -71,8 +71,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..config import HeadConfig
-from .ssd import STRIDE8_PRIORS, STRIDE16_PRIORS, STRIDED, STRIDES_8_16, STRIDES_16_32, VALID, ValidConv2d
+from .ssd import STRIDED, VALID, ValidConv2d, seed_configs
 
 # The FEATURE_LAYER kind of an RFB extra level, as the seed spells it.
 RFB = "RBF"
@@ -307,18 +306,4 @@ _DARKNET_LAYERS = ((RFB, 512), (RFB, 256), (STRIDED, 256), (STRIDED, 256))
 # rfb_lite_mobilenetv{1,2}_train_voc.yml: sources at strides 16 and 32.
 _MOBILENET_LAYERS = ((RFB, 512), (STRIDED, 256), (STRIDED, 256), (STRIDED, 128))
 
-CONFIGS = {
-    # vgg16_ssd's two maps: conv4_3 (with BasicRFBa) and fc7.
-    "vgg16": HeadConfig((0, 1), _STRIDE8_LAYERS, STRIDE8_PRIORS),
-    # resnet_50 has its cfg (layer2 and layer3 outputs); the seed has none for 18, 34 and 101:
-    # the same layers and priors.
-    **{f"resnet_{depth}": HeadConfig(STRIDES_8_16, _STRIDE8_LAYERS, STRIDE8_PRIORS) for depth in (18, 34, 50, 101)},
-    "darknet_19": HeadConfig(STRIDES_16_32, _DARKNET_LAYERS, STRIDE16_PRIORS),
-    "darknet_53": HeadConfig(STRIDES_16_32, _DARKNET_LAYERS, STRIDE16_PRIORS),
-    # The width multipliers have no cfg of their own: the full-width one's.
-    **{
-        f"mobilenet_{version}{width}": HeadConfig(STRIDES_16_32, _MOBILENET_LAYERS, STRIDE16_PRIORS)
-        for version in ("v1", "v2")
-        for width in ("", "_075", "_050", "_025")
-    },
-}
+CONFIGS = seed_configs(_STRIDE8_LAYERS, _DARKNET_LAYERS, _MOBILENET_LAYERS)

@@ -144,19 +144,27 @@ _MOBILENET_LAYERS = ((STRIDED, 512), (STRIDED, 256), (STRIDED, 256), (STRIDED, 1
 # The shared ResNets' and DarkNets' maps (strides 4, 8, 16, 32): 8 and 16, or 16 and 32.
 STRIDES_8_16, STRIDES_16_32 = (1, 2), (2, 3)
 
-CONFIGS = {
-    # vgg16_ssd's two maps: conv4_3 (with the L2Norm) and fc7.
-    "vgg16": HeadConfig((0, 1), _STRIDE8_LAYERS, STRIDE8_PRIORS),
-    # resnet_50 has its cfg (layer2 and layer3 outputs); resnet_101's coco cfg is the same; the
-    # seed has none for resnet_18 / resnet_34: the same layers and priors.
-    **{f"resnet_{depth}": HeadConfig(STRIDES_8_16, _STRIDE8_LAYERS, STRIDE8_PRIORS) for depth in (18, 34, 50, 101)},
-    "darknet_19": HeadConfig(STRIDES_16_32, _DARKNET_LAYERS, STRIDE16_PRIORS),
-    "darknet_53": HeadConfig(STRIDES_16_32, _DARKNET_LAYERS, STRIDE16_PRIORS),
-    # The width multipliers have no cfg of their own: the full-width one's (the seed's builder
-    # changes only the backbone's channels).
-    **{
-        f"mobilenet_{version}{width}": HeadConfig(STRIDES_16_32, _MOBILENET_LAYERS, STRIDE16_PRIORS)
-        for version in ("v1", "v2")
-        for width in ("", "_075", "_050", "_025")
-    },
-}
+
+def seed_configs(stride8_layers, darknet_layers, mobilenet_layers) -> dict[str, HeadConfig]:
+    """The 15 seed backbones' HeadConfigs with the SSD priors, given the extra layers of each
+    group of the seed's cfgs (VGG16/ResNets at strides 8 and 16, DarkNets and MobileNets at 16
+    and 32): what the ssd and rfb heads share."""
+    return {
+        # vgg16_ssd's two maps: conv4_3 (with the L2Norm or BasicRFBa) and fc7.
+        "vgg16": HeadConfig((0, 1), stride8_layers, STRIDE8_PRIORS),
+        # resnet_50 has its cfg (layer2 and layer3 outputs); resnet_101's coco cfg is the same; the
+        # seed has none for resnet_18 / resnet_34: the same layers and priors.
+        **{f"resnet_{depth}": HeadConfig(STRIDES_8_16, stride8_layers, STRIDE8_PRIORS) for depth in (18, 34, 50, 101)},
+        "darknet_19": HeadConfig(STRIDES_16_32, darknet_layers, STRIDE16_PRIORS),
+        "darknet_53": HeadConfig(STRIDES_16_32, darknet_layers, STRIDE16_PRIORS),
+        # The width multipliers have no cfg of their own: the full-width one's (the seed's builder
+        # changes only the backbone's channels).
+        **{
+            f"mobilenet_{version}{width}": HeadConfig(STRIDES_16_32, mobilenet_layers, STRIDE16_PRIORS)
+            for version in ("v1", "v2")
+            for width in ("", "_075", "_050", "_025")
+        },
+    }
+
+
+CONFIGS = seed_configs(_STRIDE8_LAYERS, _DARKNET_LAYERS, _MOBILENET_LAYERS)
