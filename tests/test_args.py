@@ -8,18 +8,117 @@ import torch
 
 from dets.engine import args as engine_args
 from dets.engine.demo import demo_parser
+from dets.engine.scopes import scope_names
 from dets.models import build_detector
+from dets.models.ssd import HEADS
 
 SSD_CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs" / "ssd").glob("*.yml"))
-# The seed README's VOC and COCO tables, SSD column (MobileNets as ssd_lite, as the seed's files).
-SEED_TABLE_NETS = [
-    "ssd_darknet_19",
-    "ssd_darknet_53",
-    "ssd_lite_mobilenet_v1",
-    "ssd_lite_mobilenet_v2",
-    "ssd_resnet_50",
-    "ssd_vgg16",
-]
+EVERYTHING = ["backbone", "head"]
+# One file per non-empty cell of the seed README's VOC2007 and COCO2017 tables (MobileNets with the
+# -lite head where the seed's cfg uses it), with what the seed's experiments/cfgs file for that
+# cell sets: IMAGE_SIZE, TRAIN.BATCH_SIZE, LEARNING_RATE, MAX_EPOCHS, WARM_UP_EPOCHS (0 where the
+# cfg leaves it unset, the seed's default) and TRAINABLE_SCOPE. Every one of them also sets sgd,
+# momentum 0.9, weight decay 1e-4, SGDR and PROB 0.6 (or leaves it at that default).
+SEED_CFGS = {
+    # SSD: ssd_{darknet19,darknet53}_{voc,coco}.yml, ssd_lite_mobilenetv{1,2}_train_*.yml,
+    # ssd_{resnet50,vgg16}_train_*.yml.
+    "ssd_darknet_19_coco": (300, 32, 0.001, 100, 60, EVERYTHING),
+    "ssd_darknet_19_voc": (300, 32, 0.001, 100, 60, EVERYTHING),
+    "ssd_darknet_53_coco": (300, 32, 0.001, 100, 60, EVERYTHING),
+    "ssd_darknet_53_voc": (300, 32, 0.001, 100, 60, EVERYTHING),
+    "ssd_lite_mobilenet_v1_coco": (300, 32, 0.001, 100, 0, EVERYTHING),
+    "ssd_lite_mobilenet_v1_voc": (300, 32, 0.004, 300, 100, EVERYTHING),
+    "ssd_lite_mobilenet_v2_coco": (300, 32, 0.001, 200, 95, EVERYTHING),
+    "ssd_lite_mobilenet_v2_voc": (300, 32, 0.001, 300, 100, EVERYTHING),
+    "ssd_resnet_50_coco": (300, 32, 0.004, 200, 10, EVERYTHING),
+    "ssd_resnet_50_voc": (300, 32, 0.001, 200, 50, EVERYTHING),
+    "ssd_vgg16_coco": (300, 32, 0.004, 10, 4, EVERYTHING),
+    "ssd_vgg16_voc": (300, 32, 0.004, 2, 0, EVERYTHING),
+    # RFB: rfb_{darknet19,darknet53}_{voc,coco}.yml, rfb_{resnet50,vgg16}_train_*.yml,
+    # rfb_lite_mobilenetv{1,2}_train_*.yml.
+    "rfb_darknet_19_coco": (300, 32, 0.001, 100, 60, EVERYTHING),
+    "rfb_darknet_19_voc": (300, 32, 0.001, 100, 60, EVERYTHING),
+    "rfb_darknet_53_coco": (300, 16, 0.001, 100, 55, EVERYTHING),
+    "rfb_darknet_53_voc": (300, 32, 0.001, 100, 55, EVERYTHING),
+    "rfb_lite_mobilenet_v1_coco": (300, 32, 0.004, 51, 25, EVERYTHING),
+    "rfb_lite_mobilenet_v1_voc": (300, 32, 0.004, 51, 25, EVERYTHING),
+    "rfb_lite_mobilenet_v2_coco": (300, 32, 0.002, 50, 0, EVERYTHING),
+    "rfb_lite_mobilenet_v2_voc": (300, 32, 0.001, 300, 0, EVERYTHING),
+    "rfb_resnet_50_coco": (300, 28, 0.001, 100, 30, EVERYTHING),
+    "rfb_resnet_50_voc": (300, 32, 0.001, 100, 50, EVERYTHING),
+    "rfb_vgg16_coco": (300, 24, 0.001, 100, 60, EVERYTHING),
+    "rfb_vgg16_voc": (300, 24, 0.001, 100, 60, EVERYTHING),
+    # FSSD: fssd_{darknet19,darknet53}_{voc,coco}.yml, fssd_resnet50_train_coco.yml (the VOC cell
+    # is empty), fssd_vgg16_train_*.yml, fssd_lite_mobilenetv{1,2}_train_*.yml.
+    "fssd_darknet_19_coco": (300, 32, 0.001, 120, 60, EVERYTHING),
+    "fssd_darknet_19_voc": (300, 32, 0.001, 100, 60, EVERYTHING),
+    "fssd_darknet_53_coco": (300, 16, 0.001, 100, 60, EVERYTHING),
+    "fssd_darknet_53_voc": (300, 16, 0.001, 100, 60, EVERYTHING),
+    "fssd_lite_mobilenet_v1_coco": (300, 32, 0.001, 200, 97, EVERYTHING),
+    "fssd_lite_mobilenet_v1_voc": (300, 32, 0.001, 300, 100, EVERYTHING),
+    "fssd_lite_mobilenet_v2_coco": (300, 32, 0.001, 200, 100, EVERYTHING),
+    "fssd_lite_mobilenet_v2_voc": (300, 32, 0.001, 300, 100, EVERYTHING),
+    "fssd_resnet_50_coco": (300, 28, 0.001, 100, 10, EVERYTHING),
+    "fssd_vgg16_coco": (300, 28, 0.001, 100, 30, EVERYTHING),
+    "fssd_vgg16_voc": (300, 32, 0.004, 30, 0, EVERYTHING),
+    # YOLO: yolo_v2_{darknet19,mobilenetv1,mobilenetv2}_*.yml, yolo_v3_{darknet53,mobilenetv1,
+    # mobilenetv2}_*.yml, all at 416.
+    "yolo_v2_darknet_19_coco": (416, 32, 0.001, 200, 120, EVERYTHING),
+    "yolo_v2_darknet_19_voc": (416, 32, 0.001, 100, 0, EVERYTHING),
+    "yolo_v2_mobilenet_v1_coco": (416, 32, 0.001, 100, 60, EVERYTHING),
+    "yolo_v2_mobilenet_v1_voc": (416, 32, 0.001, 100, 60, EVERYTHING),
+    "yolo_v2_mobilenet_v2_coco": (416, 28, 0.001, 100, 55, EVERYTHING),
+    # TRAINABLE_SCOPE extras,loc,conf: the backbone frozen.
+    "yolo_v2_mobilenet_v2_voc": (416, 16, 0.001, 100, 40, ["head.extras", "head.loc", "head.conf"]),
+    "yolo_v3_darknet_53_coco": (416, 12, 0.001, 200, 80, EVERYTHING),
+    "yolo_v3_darknet_53_voc": (416, 16, 0.001, 100, 45, EVERYTHING),
+    "yolo_v3_mobilenet_v1_coco": (416, 16, 0.004, 100, 60, EVERYTHING),
+    "yolo_v3_mobilenet_v1_voc": (416, 32, 0.001, 100, 50, EVERYTHING),
+    "yolo_v3_mobilenet_v2_coco": (416, 16, 0.004, 100, 50, EVERYTHING),
+    "yolo_v3_mobilenet_v2_voc": (416, 32, 0.001, 100, 20, EVERYTHING),
+}
+# The seed cfgs' FEATURE_LAYER per net (the VOC and COCO cfgs of a net agree), as (kinds, depths)
+# groups in the seed's own form: one group for ssd/rfb, two for fssd (sources + extras, then the
+# pyramid), one per level for yolo. Leading integers are backbone layers (sources), later ones
+# YOLO routers; "S" stride-2, "" unpadded (ssd/rfb/fssd) or plain 3x3 (yolo), "RBF" an RFB block,
+# "B" a YOLOv3 conv block.
+_PYRAMID = (["", "S", "S", "S", "", ""], [512, 512, 256, 256, 256, 256])
+SEED_FEATURE_LAYERS = {
+    "ssd_darknet_19": [([12, 16, "S", "S", "S", "S"], [512, 1024, 512, 256, 256, 256])],
+    "ssd_darknet_53": [([23, 28, "S", "S", "S", "S"], [512, 1024, 512, 256, 256, 256])],
+    "ssd_lite_mobilenet_v1": [([11, 13, "S", "S", "S", "S"], [512, 1024, 512, 256, 256, 128])],
+    "ssd_lite_mobilenet_v2": [([13, 17, "S", "S", "S", "S"], [96, 320, 512, 256, 256, 128])],
+    "ssd_resnet_50": [([10, 16, "S", "S", "", ""], [512, 1024, 512, 256, 256, 256])],
+    "ssd_vgg16": [([22, 34, "S", "S", "", ""], [512, 1024, 512, 256, 256, 256])],
+    "rfb_darknet_19": [([12, 16, "RBF", "RBF", "S", "S"], [512, 1024, 512, 256, 256, 256])],
+    "rfb_darknet_53": [([23, 28, "RBF", "RBF", "S", "S"], [512, 1024, 512, 256, 256, 256])],
+    "rfb_lite_mobilenet_v1": [([11, 13, "RBF", "S", "S", "S"], [512, 1024, 512, 256, 256, 128])],
+    "rfb_lite_mobilenet_v2": [([13, 17, "RBF", "S", "S", "S"], [96, 320, 512, 256, 256, 128])],
+    "rfb_resnet_50": [([10, 16, "RBF", "RBF", "", ""], [512, 1024, 512, 256, 256, 256])],
+    "rfb_vgg16": [([22, 34, "RBF", "RBF", "", ""], [512, 1024, 512, 256, 256, 256])],
+    "fssd_darknet_19": [([8, 12, 16], [256, 512, 1024]), _PYRAMID],
+    "fssd_darknet_53": [([14, 23, 28], [256, 512, 1024]), _PYRAMID],
+    "fssd_lite_mobilenet_v1": [([5, 11, 13], [256, 512, 1024]), _PYRAMID],
+    "fssd_lite_mobilenet_v2": [
+        ([6, 13, 17], [32, 96, 320]),
+        (["", "S", "S", "S", "", ""], [256, 256, 256, 256, 128, 128]),
+    ],
+    "fssd_resnet_50": [([10, 16, "S"], [512, 1024, 512]), _PYRAMID],
+    "fssd_vgg16": [([22, 34, "S"], [512, 1024, 512]), _PYRAMID],
+    **{
+        f"yolo_v2_{net}": [(["", "", route, ""], [1024, 1024, 64, 1024])]
+        for net, route in (("darknet_19", 12), ("mobilenet_v1", 11), ("mobilenet_v2", 13))
+    },
+    **{
+        f"yolo_v3_{net}": [
+            (["B", "B", "B"], [1024, 1024, 1024]),
+            ([route16, "B", "B", "B"], [256, 512, 512, 512]),
+            ([route8, "B", "B", "B"], [128, 256, 256, 256]),
+        ]
+        for net, route16, route8 in (("darknet_53", 23, 14), ("mobilenet_v1", 11, 5), ("mobilenet_v2", 13, 6))
+    },
+}
+ROUTER = "router"
 CLASSES = {"pascal_voc_0712": 20, "coco": 80}
 
 
@@ -76,50 +175,84 @@ def test_a_null_in_a_config_file_leaves_the_programs_default(tmp_path):
     assert engine_args.train_parser().parse_args(["--cfg", str(config)]).load_dir is None
 
 
-def test_configs_ssd_holds_a_file_per_net_and_dataset_of_the_seed_tables():
-    assert [p.name for p in SSD_CONFIGS] == [f"{n}_{d}.yml" for n in SEED_TABLE_NETS for d in ("coco", "voc")]
+def test_configs_ssd_holds_a_file_per_cell_of_the_seed_tables():
+    assert [p.stem for p in SSD_CONFIGS] == sorted(SEED_CFGS)
+    assert sorted({stem.rsplit("_", 1)[0] for stem in SEED_CFGS}) == sorted(SEED_FEATURE_LAYERS)
 
 
 @pytest.mark.parametrize("path", SSD_CONFIGS, ids=lambda p: p.stem)
 def test_each_ssd_config_loads_in_every_program_and_names_a_net_that_builds(path, capsys):
+    input_size, bs, lr, epochs, warm_up, scope = SEED_CFGS[path.stem]
     train = engine_args.train_parser().parse_args(["--cfg", str(path)])
     net, dataset = path.stem.rsplit("_", 1)
     assert (train.net, train.dataset) == (net, {"voc": "pascal_voc_0712", "coco": "coco"}[dataset])
-    assert (train.input_size, train.bs, train.optimizer, train.wd, train.lr_schedule) == (
-        300,
-        32,
+    assert (train.input_size, train.bs, train.lr, train.epochs, train.cosine_flat_epochs) == (
+        input_size,
+        bs,
+        lr,
+        epochs,
+        warm_up,
+    )
+    assert (train.optimizer, train.wd, train.lr_schedule, train.min_lr_ratio, train.aug) == (
         "sgd",
         1e-4,
         "cosine",
+        0.0,
+        "ssd",
     )
-    assert train.min_lr_ratio == 0.0 and train.aug == "ssd" and train.trainable_scope == ["backbone", "head"]
-    assert 0 <= train.cosine_flat_epochs < train.epochs
+    assert train.trainable_scope == scope
     for make, extra in ((engine_args.test_parser, []), (demo_parser, ["--image_dir", "images"])):
         test = make().parse_args(["--cfg", str(path), *extra])
-        assert (test.net, test.dataset, test.input_size, test.bs) == (net, train.dataset, 300, 32)
+        assert (test.net, test.dataset, test.input_size, test.bs) == (net, train.dataset, input_size, bs)
         # The training keys are noted and skipped, not an error.
         assert "epochs, lr, lr_schedule" in capsys.readouterr().out
     # Building the architecture is what is checked here (test_zoo runs each net forward).
     with torch.device("meta"):
         model = build_detector(train.net, CLASSES[train.dataset])
     assert model.config()["net"] == net and model.config()["num_classes"] == CLASSES[train.dataset]
+    assert set(scope) <= set(scope_names(model))
 
 
-@pytest.mark.parametrize(
-    "name,lr,epochs,flat",
-    [
-        # ssds.pytorch experiments/cfgs: LEARNING_RATE, MAX_EPOCHS, WARM_UP_EPOCHS.
-        ("ssd_lite_mobilenet_v1_voc", 0.004, 300, 100),
-        ("ssd_lite_mobilenet_v2_coco", 0.001, 200, 95),
-        ("ssd_resnet_50_coco", 0.004, 200, 10),
-        ("ssd_darknet_53_voc", 0.001, 100, 60),
-        ("ssd_vgg16_coco", 0.004, 10, 4),
-    ],
-)
-def test_ssd_configs_carry_the_seed_schedules(name, lr, epochs, flat):
-    path = next(p for p in SSD_CONFIGS if p.stem == name)
-    args = engine_args.train_parser().parse_args(["--cfg", str(path)])
-    assert (args.lr, args.epochs, args.cosine_flat_epochs) == (lr, epochs, flat)
+def _seed_layers(groups) -> tuple[int, list]:
+    """A FEATURE_LAYER of SEED_FEATURE_LAYERS -> (backbone sources, [(kind, depth)] of the head's
+    own layers in the seed's order, routers as ROUTER)."""
+    pairs = [pair for kinds, depths in groups for pair in zip(kinds, depths, strict=True)]
+    sources = next(i for i, (kind, _) in enumerate(pairs) if not isinstance(kind, int))
+    layers = [(ROUTER if isinstance(kind, int) else kind, depth) for kind, depth in pairs[sources:]]
+    # A YOLO head's sources are its routers' and the last map (the seed's base[-1]).
+    return sources or 1 + sum(kind == ROUTER for kind, _ in layers), layers
+
+
+def _head_layers(layers) -> list:
+    """A HeadConfig's layers (nested per group or level) -> [(kind, depth)], routers as ROUTER."""
+    if len(layers) == 2 and isinstance(layers[1], int) and isinstance(layers[0], (str, int)):
+        return [(ROUTER if isinstance(layers[0], int) else layers[0], layers[1])]
+    return [pair for group in layers for pair in _head_layers(group)]
+
+
+def test_seed_layers_reads_sources_and_routers():
+    assert _seed_layers([([22, 34, "S", ""], [512, 1024, 512, 256])]) == (2, [("S", 512), ("", 256)])
+    assert _seed_layers([(["B"], [1024]), ([23, "B"], [256, 512])]) == (2, [("B", 1024), (ROUTER, 256), ("B", 512)])
+    assert _head_layers(((("B", 1024),), ((1, 256), ("B", 512)))) == [("B", 1024), (ROUTER, 256), ("B", 512)]
+
+
+@pytest.mark.parametrize("net", sorted(SEED_FEATURE_LAYERS))
+def test_each_config_net_has_its_seed_cfgs_feature_layers(net):
+    head, backbone = next(
+        (h, net[len(h) + 1 :]) for h in sorted(HEADS, key=len, reverse=True) if net.startswith(h + "_")
+    )
+    config = HEADS[head][1][backbone]
+    sources, layers = _seed_layers(SEED_FEATURE_LAYERS[net])
+    assert (len(config.out_indices), _head_layers(config.layers)) == (sources, layers)
+
+
+@pytest.mark.parametrize("path", SSD_CONFIGS, ids=lambda p: p.stem)
+def test_a_flag_overrides_each_ssd_config(path):
+    flags = ["--bs", "3", "--lr", "0.5", "--epochs", "7", "--input_size", "320", "--trainable_scope", "head"]
+    args = engine_args.train_parser().parse_args(["--cfg", str(path), *flags])
+    assert (args.bs, args.lr, args.epochs, args.input_size, args.trainable_scope) == (3, 0.5, 7, 320, ["head"])
+    test = engine_args.test_parser().parse_args(["--cfg", str(path), "--input_size", "320", "--bs", "2"])
+    assert (test.input_size, test.bs) == (320, 2)
 
 
 def test_a_flag_overrides_the_config_file_and_keys_of_no_program_are_named(tmp_path, capsys):
