@@ -101,6 +101,19 @@ def test_modified_focal_loss_hand_computed():
     assert modified_focal_loss(LOGITS[:, 1:], TARGET[:, 1:], ignore_unlabelled=True).item() == 0.0
 
 
+def test_modified_focal_loss_divides_by_the_positives_of_the_batch():
+    """CenterX divides the sum over the whole batch by the batch's positives, not per image
+    (mean of per-image losses) or per pixel (issue 12's review)."""
+    # Image 0: one positive and three negatives; image 1: three positives and one negative.
+    target = torch.tensor([[[[1.0, 0.0, 0.0, 0.0]]], [[[1.0, 1.0, 1.0, 0.0]]]])
+    # Logits 0: p = 1/2, so every positive and every negative (target 0) costs ln2 / 4.
+    loss = modified_focal_loss(torch.zeros_like(target), target)
+    term = math.log(2) / 4
+    # 8·term / 4 = 0.5 ln2; per image it would be (4·term + 4·term / 3) / 2 = (2/3) ln2, per
+    # pixel 8·term / 8 = ln2 / 4.
+    assert loss.item() == pytest.approx(8 * term / 4, rel=1e-6)
+
+
 def test_modified_focal_loss_clamp_and_saturation():
     # A positive whose sigmoid underflows is clamped to 1e-12 (CenterX): loss -log(1e-12)·(1 - 1e-12)².
     positive = modified_focal_loss(torch.full((1, 1, 1, 1), -40.0), torch.ones(1, 1, 1, 1))
