@@ -75,8 +75,10 @@ def measure_net(
     amp: bool,
     options: dict,
     channels_last: bool = False,
+    train: bool = True,
 ) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
-    """Rows of (measure, images/s, latency ms) and the op shares of the train and test steps."""
+    """Rows of (measure, images/s, latency ms) and the op shares of the train (unless not `train`)
+    and test steps."""
     recipe = net_spec(net).recipe
     size = input_size or recipe.input_size
     generator = torch.Generator().manual_seed(0)
@@ -123,6 +125,8 @@ def measure_net(
     rows = []
     train_names = ["train step"] + (["train step, channels-last (interleaved)"] if nhwc is not None else [])
     train_fns = [train_step] + ([training(nhwc)] if nhwc is not None else [])
+    if not train:
+        train_names, train_fns = [], []
     for name, seconds in zip(train_names, measure_interleaved(train_fns, device, steps), strict=True):
         rows.append([f"{net}: {name}", f"{bs / seconds:.2f}", f"{1e3 * seconds:.1f}"])
     measures = (
@@ -133,7 +137,8 @@ def measure_net(
     for name, fn in measures:
         seconds = measure(fn, device, repeats=steps, warmup=1, min_time=0)
         rows.append([f"{net}: {name}", f"{bs / seconds:.2f}", f"{1e3 * seconds:.1f}"])
-    shares = {"train": op_shares(train_step, device, steps), "test": op_shares(full_inference, device, steps)}
+    shares = {"train": op_shares(train_step, device, steps)} if train else {}
+    shares["test"] = op_shares(full_inference, device, steps)
     return rows, shares
 
 
@@ -263,12 +268,13 @@ def run(
     parts: str | None = None,
     data_dir: str | None = None,
     top: int = 15,
+    train: bool = True,
 ) -> None:
     if quick:
         input_size, bs, steps = input_size or 128, 2, 1
     print(f"\ndevice: {device_description(device)}")
     for net in nets:
-        rows, shares = measure_net(net, device, input_size, bs, steps, amp, options or {}, channels_last)
+        rows, shares = measure_net(net, device, input_size, bs, steps, amp, options or {}, channels_last, train)
         size = input_size or net_spec(net).recipe.input_size
         settings = ", autocast" if amp else ""
         print_table(
@@ -312,6 +318,11 @@ def main() -> None:
     parser.add_argument("--parts", default=None, metavar="DATASET", help="add the parts of a training step on DATASET")
     parser.add_argument("--data_dir", default=None, help="--parts' data folder (e.g. where `shapes` is made)")
     parser.add_argument("--top", type=int, default=15, help="--parts: how many profile entries to list")
+    parser.add_argument(
+        "--no_train",
+        action="store_true",
+        help="time inference only (at batch 1 a net whose last map is 1x1 cannot train: BatchNorm needs two values)",
+    )
     args = parser.parse_args()
     options = dict(parse_option(text, parser) for text in args.option)
     run(
@@ -327,6 +338,7 @@ def main() -> None:
         args.parts,
         args.data_dir,
         args.top,
+        not args.no_train,
     )
 
 

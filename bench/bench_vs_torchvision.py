@@ -5,10 +5,11 @@ only; dets never imports it).
     python bench/bench_vs_torchvision.py [--pair res50_fpn,fcos_r50] [--input_size 320]
         [--bs 2] [--steps 3] [--amp] [--device cpu] [--quick]
 
-Pairs (ours → theirs): res50_fpn → fasterrcnn_resnet50_fpn, fcos_r50 → fcos_resnet50_fpn. Both
-from scratch (no pretrained weights), the same number of classes (20 + background for
-torchvision), the same input size (torchvision's transform gets
-min_size = max_size = the input size, so neither resizes differently).
+Pairs (ours → theirs): res50_fpn → fasterrcnn_resnet50_fpn, fcos_r50 → fcos_resnet50_fpn,
+ssd_vgg16 → ssd300_vgg16. Both from scratch (no pretrained weights), the same number of classes
+(20 + background for torchvision), the same input size (torchvision's transform gets
+min_size = max_size = the input size, so neither resizes differently; ssd300_vgg16 fixes its
+input at 300², so that pair always runs at 300² whatever ``--input_size`` says).
 
 - training step: forward with targets, backward, optimizer step. Ours as ``trainval_net.py``
   runs it (``build_optimizer`` SGD, ``prepare_for_training``); theirs as torchvision's reference
@@ -19,7 +20,8 @@ min_size = max_size = the input size, so neither resizes differently).
 
 Settings aligned where the designs share them: Faster R-CNN samples 128 RoIs per image and keeps
 300 test proposals on both sides (our defaults; torchvision is set to them); 100 detections per
-image at most everywhere.
+image at most everywhere. Each SSD keeps its own toolbox's post-processing defaults (ours the
+seed's score 0.01 and NMS 0.6, torchvision's score 0.01, NMS 0.45 and 400 candidates per class).
 """
 
 import sys
@@ -42,7 +44,9 @@ BOXES_PER_IMAGE = 6
 RCNN_ROIS_PER_IMAGE = 128
 RCNN_TEST_PROPOSALS = 300
 MAX_PER_IMAGE = 100
-PAIRS = ("res50_fpn", "fcos_r50")
+PAIRS = ("res50_fpn", "fcos_r50", "ssd_vgg16")
+# torchvision's ssd300_vgg16 resizes every image to 300² whatever it is given.
+FIXED_INPUT_SIZE = {"ssd_vgg16": 300}
 
 
 def torchvision_model(net: str, size: int):
@@ -60,10 +64,14 @@ def torchvision_model(net: str, size: int):
         )
     if net == "fcos_r50":
         return detection.fcos_resnet50_fpn(**common, min_size=size, max_size=size, detections_per_img=MAX_PER_IMAGE)
+    if net == "ssd_vgg16":
+        return detection.ssd300_vgg16(**common, detections_per_img=MAX_PER_IMAGE)
     raise ValueError(f"no torchvision counterpart for {net!r}; choose from {', '.join(PAIRS)}")
 
 
 def measure_pair(net: str, device: torch.device, size: int, bs: int, steps: int, amp: bool) -> list[list[str]]:
+    size = FIXED_INPUT_SIZE.get(net, size)
+    label = f"{net} ({size}²)" if net in FIXED_INPUT_SIZE else net
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     images, ground_truth = random_scene(bs, size, BOXES_PER_IMAGE, NUM_CLASSES, device, generator)
@@ -101,7 +109,12 @@ def measure_pair(net: str, device: torch.device, size: int, bs: int, steps: int,
     train_ours = measure(our_train, device, repeats=steps, warmup=1, min_time=0)
     train_theirs = measure(their_train, device, repeats=steps, warmup=1, min_time=0)
     rows.append(
-        [f"{net}: train step", f"{bs / train_ours:.2f}", f"{bs / train_theirs:.2f}", f"{train_theirs / train_ours:.2f}"]
+        [
+            f"{label}: train step",
+            f"{bs / train_ours:.2f}",
+            f"{bs / train_theirs:.2f}",
+            f"{train_theirs / train_ours:.2f}",
+        ]
     )
 
     transforms = net_spec(net).recipe.test_transforms(size)
@@ -124,7 +137,7 @@ def measure_pair(net: str, device: torch.device, size: int, bs: int, steps: int,
     test_ours = measure(our_inference, device, repeats=steps, warmup=1, min_time=0)
     test_theirs = measure(their_inference, device, repeats=steps, warmup=1, min_time=0)
     rows.append(
-        [f"{net}: inference", f"{bs / test_ours:.2f}", f"{bs / test_theirs:.2f}", f"{test_theirs / test_ours:.2f}"]
+        [f"{label}: inference", f"{bs / test_ours:.2f}", f"{bs / test_theirs:.2f}", f"{test_theirs / test_ours:.2f}"]
     )
     return rows
 

@@ -59,6 +59,17 @@ def test_detector_bench_prints_speed_and_op_shares_for_any_net():
     assert "ttf_targets" in next(line for line in done.stdout.splitlines() if line.startswith("ttfnet_r18 train"))
 
 
+def test_detector_bench_no_train_times_inference_only():
+    # At batch 1 a net whose last map is 1x1 cannot train (BatchNorm), yet the seeds' tables are batch 1.
+    done = _run_quick("bench_detector.py", "--net", "ttfnet_r18", "--no_train")
+    lines = done.stdout.splitlines()
+    assert not [line for line in lines if "train step" in line]
+    for measure in ("network only", "full inference"):
+        row = next(line for line in lines if line.startswith(f"| ttfnet_r18: {measure}"))
+        assert all(float(c) > 0 for c in row.strip("|").split("|")[1:])
+    assert next(line for line in lines if line.startswith("ttfnet_r18 test step, share"))
+
+
 def test_detector_bench_splits_a_real_training_step_into_parts(tmp_path):
     from dets.data import generate_shapes
 
@@ -93,7 +104,8 @@ def test_detector_bench_splits_a_real_training_step_into_parts(tmp_path):
 
 def test_torchvision_comparison_times_both_sides_of_every_pair():
     done = _run_quick("bench_vs_torchvision.py")
-    for net in ("res50_fpn", "fcos_r50"):
+    # ssd300_vgg16 only takes 300², so its row names the size it ran at instead of --input_size.
+    for net in ("res50_fpn", "fcos_r50", "ssd_vgg16 (300²)"):
         for measure in ("train step", "inference"):
             row = next(line for line in done.stdout.splitlines() if line.startswith(f"| {net}: {measure}"))
             ours, theirs, ratio = (float(c) for c in row.strip("|").split("|")[1:])
