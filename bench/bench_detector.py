@@ -104,7 +104,7 @@ def measure_net(
 
     # Channels-last training is timed interleaved with the plain step, on a copy of the same weights.
     train_step = training(model)
-    nhwc = prepare_for_training(copy.deepcopy(model), device, channels_last=True) if channels_last else None
+    nhwc = prepare_for_training(copy.deepcopy(model), device, channels_last=True) if channels_last and train else None
 
     def network_only():
         model.eval()
@@ -123,10 +123,10 @@ def measure_net(
     prepared = prepare_for_inference(copy.deepcopy(model), device)
 
     rows = []
-    train_names = ["train step"] + (["train step, channels-last (interleaved)"] if nhwc is not None else [])
-    train_fns = [train_step] + ([training(nhwc)] if nhwc is not None else [])
-    if not train:
-        train_names, train_fns = [], []
+    train_names = (["train step"] if train else []) + (
+        ["train step, channels-last (interleaved)"] if nhwc is not None else []
+    )
+    train_fns = ([train_step] if train else []) + ([training(nhwc)] if nhwc is not None else [])
     for name, seconds in zip(train_names, measure_interleaved(train_fns, device, steps), strict=True):
         rows.append([f"{net}: {name}", f"{bs / seconds:.2f}", f"{1e3 * seconds:.1f}"])
     measures = (
