@@ -24,6 +24,7 @@ gradient clipping, the optimizer step, and the profile's top entries by self tim
 import copy
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -115,7 +116,7 @@ def measure_net(
         detector.eval()
         empty = torch.zeros(0, 4)
         samples = [transforms(Sample(image, empty, torch.zeros(0, dtype=torch.int64))) for image in raw]
-        batch, _, _ = collate([(s.image, {}) for s in samples])
+        batch, _, _ = collate([(s.image, {}) for s in samples], detector.size_divisor)
         with torch.inference_mode(), autocast:
             detector.predict(batch.to(device), max_per_image=100)
 
@@ -202,7 +203,7 @@ def step_parts(
             data,
             batch_size=bs,
             shuffle=True,
-            collate_fn=collate,
+            collate_fn=partial(collate, size_divisor=model.size_divisor),
             drop_last=True,
             generator=torch.Generator().manual_seed(0),
         )

@@ -123,7 +123,7 @@ def measure_pair(net: str, device: torch.device, size: int, bs: int, steps: int,
 
     def our_inference():
         samples = [transforms(Sample(image, empty_boxes, empty_labels)) for image in raw]
-        batch, _, _ = collate([(s.image, {}) for s in samples])
+        batch, _, _ = collate([(s.image, {}) for s in samples], inference_model.size_divisor)
         with torch.inference_mode(), autocast:
             inference_model.predict(batch.to(device), max_per_image=MAX_PER_IMAGE)
 

@@ -53,7 +53,7 @@ def main(argv=None) -> list[Path]:
         picture = Normalize().invert(image).round().byte().permute(1, 2, 0).numpy()
         drawn = draw_detections(picture, target["boxes"], target["labels"], None, dataset.class_names, 0.0)
         if model is not None:
-            images, ground_truth, _ = collate([(image, target)])
+            images, ground_truth, _ = collate([(image, target)], model.size_divisor)
             try:
                 priors = model.matched_priors(images, ground_truth)[0]
             except NotImplementedError as exc:

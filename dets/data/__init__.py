@@ -36,7 +36,8 @@ Images are read by ``open_rgb`` (8-bit RGB; 16-bit images scaled by their bit de
 integer and float ones refused). ``class_box_counts(ds)`` gives the boxes per class from the
 annotations, without opening an image.
 
-``collate`` pads a batch at the bottom/right with zeros to a multiple of 32 and returns
+``collate`` pads a batch at the bottom/right with zeros to a multiple of ``size_divisor`` (32, or
+the model's ``size_divisor``) and returns
 (images [B, 3, H, W], list of targets). Transforms and presets (``ttfnet_train``,
 ``ttfnet_test``, ``two_stage_train``, ``two_stage_test``) are in ``dets.data.transforms``.
 """

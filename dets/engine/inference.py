@@ -1,6 +1,7 @@
 """Run a detector over a dataset and return detections in original-image pixels."""
 
 import time
+from functools import partial
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,10 +24,17 @@ def run_inference(
 
     Returns (detections, images per second): detections[i] holds 'boxes' [D, 4] (xyxy, pixels
     of the original image i), 'scores' [D] and 'labels' [D] (0-based), all on the CPU. The
-    rate counts the model and decoding only, not image loading.
+    rate counts the model and decoding only, not image loading. Batches are padded to the
+    model's ``size_divisor``.
     """
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=partial(collate, size_divisor=model.size_divisor),
+    )
     detections: list[dict] = []
     model_seconds = 0.0
     for images, _, targets in loader:

@@ -5,6 +5,7 @@ import os
 import random
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import torch
@@ -239,7 +240,11 @@ def main(args) -> dict:
         batch_size=args.bs,
         sampler=sampler,
         num_workers=args.nw,
-        collate_fn=MultiScaleCollate(args.multiscale, args.seed) if args.multiscale else collate,
+        collate_fn=(
+            MultiScaleCollate(args.multiscale, args.seed, model.size_divisor)
+            if args.multiscale
+            else partial(collate, size_divisor=model.size_divisor)
+        ),
         drop_last=len(dataset) >= args.bs,
         persistent_workers=False,
         generator=torch.Generator(),

@@ -92,7 +92,7 @@ def annotate_stream(
             }
             for s, (image, _) in zip(samples, batch, strict=True)
         ]
-        images, _, _ = collate([(s.image, t) for s, t in zip(samples, targets, strict=True)])
+        images, _, _ = collate([(s.image, t) for s, t in zip(samples, targets, strict=True)], model.size_divisor)
         results = model.predict(images.to(device), max_per_image=max_per_image, score_thr=score_thr)
         for (_, picture), result, target in zip(batch, results, targets, strict=True):
             boxes = boxes_to_original(result["boxes"].cpu(), target)

@@ -3,7 +3,7 @@
 A detector is an ``nn.Module`` with
 
     forward(images, ground_truth=None)
-        images float [B, 3, H, W] (normalised, H and W multiples of 32).
+        images float [B, 3, H, W] (normalised, H and W multiples of ``size_divisor``).
         With ``ground_truth`` (a ``dets.ground_truth.GroundTruth`` on the images' device): the
         training losses, a dict of scalar tensors whose "loss" is the sum of the others. Targets,
         sampling and losses happen inside forward, where DistributedDataParallel sees them, and
@@ -28,6 +28,11 @@ A detector is an ``nn.Module`` with
         optional: a traceable forward with the post-processing in standard ONNX operators
         (``dets.export``); the base class refuses with NotImplementedError.
 
+    size_divisor: int
+        what H and W of an input must be multiples of (``dets.data.collate`` pads each batch to
+        it): 32 by default, every stride of the usual backbones; 1 for a family whose nets take
+        any size, so that a 300² input stays 300² (SSD's).
+
 ``Detector`` below is the base class that holds the config; families subclass it.
 """
 
@@ -39,6 +44,8 @@ from torch import nn
 
 class Detector(nn.Module):
     """Base class of every family's model (see the module doc for the contract)."""
+
+    size_divisor = 32
 
     def __init__(self):
         super().__init__()

@@ -185,3 +185,40 @@ def test_build_errors():
         build_ssd("ssd_nope", "resnet_18", 2)
     with pytest.raises(ValueError, match="backbone"):
         build_ssd("ssd", "resnet_9", 2)
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+def test_every_head_trains_and_predicts_at_a_size_that_is_no_multiple_of_32(head):
+    # size_divisor 1: the programs hand an SSD net its input unpadded (the seed's 300²), so
+    # every head must take sizes whose maps are odd.
+    assert build_detector(f"{head}_mobilenet_v2_025", 2).size_divisor == 1
+    torch.manual_seed(0)
+    model = build_detector(f"{head}_mobilenet_v2_025", num_classes=2).train()
+    size = 100
+    losses = model(torch.randn(2, 3, size, size), _ground_truth(size))
+    assert all(torch.isfinite(v) for v in losses.values())
+    detections = model.eval().predict(torch.randn(1, 3, size, size), max_per_image=10)[0]
+    assert len(detections["boxes"]) == 10
+    assert detections["boxes"].min() >= 0 and detections["boxes"].max() <= size
+
+
+def test_the_test_program_runs_an_ssd_net_at_the_size_it_is_given(tmp_path):
+    from dets.data import build_dataset
+    from dets.data.shapes import generate_shapes
+    from dets.engine.inference import run_inference
+
+    generate_shapes(str(tmp_path / "shapes"), num_train=1, num_test=2, image_size=64, seed=0)
+    dataset = build_dataset(f"voc:{tmp_path / 'shapes'}", "test", transforms=SSD_RECIPE.test_transforms(100))
+    # ttfnet_r18 keeps the default size_divisor: 100 is padded to 128.
+    for net, expected in (("ssd_lite_mobilenet_v2_025", (100, 100)), ("ttfnet_r18", (128, 128))):
+        model = build_detector(net, len(dataset.class_names))
+        seen = []
+        predict = model.predict
+
+        def recording(images, predict=predict, seen=seen, **kwargs):
+            seen.append(tuple(images.shape[-2:]))
+            return predict(images, **kwargs)
+
+        model.predict = recording
+        detections, _ = run_inference(model, dataset, torch.device("cpu"), batch_size=2)
+        assert seen == [expected] and len(detections) == 2

@@ -46,6 +46,10 @@ class SSD(Detector):
     nms_thr, pre_nms_per_class: the seed's POST_PROCESS (0.6, its top_k 100).
     """
 
+    # Every head takes any input size (priors come from its maps; the YOLO routers fit maps that
+    # are one row off), so batches are not padded: a 300² input is run at 300², as the seed does.
+    size_divisor = 1
+
     def __init__(
         self,
         backbone: nn.Module,
