@@ -1,6 +1,7 @@
 """SSD family, YOLO heads: nets over the shared backbones give one output per prior with A·4 and
 A·(C + 1) channels, the reorg against an explicit loop, the routers' channels and map sizes,
-YOLO priors against hand-computed values, gradients, bad arguments."""
+YOLO priors against hand-computed values, output index p tied to prior p (positions, levels,
+anchors), gradients, bad arguments."""
 
 import functools
 
@@ -213,6 +214,80 @@ def test_backward(head, backbone):
     for name, parameter in model.head.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+
+
+def _centre_size_pixels(model, maps, size):
+    """The model's priors for `maps` of a size² input as (cx, cy, w, h) in input pixels."""
+    priors = model.priors(maps, (size, size), "cpu")
+    return torch.cat([(priors[:, :2] + priors[:, 2:]) / 2, priors[:, 2:] - priors[:, :2]], dim=1)
+
+
+class _PositionHead(nn.Module):
+    """A stand-in head whose loc output at (level k, y, x, anchor a) is the (cx, cy, w, h) in
+    pixels that the prior of that place should have: YOLOv3's explicit [w, h] fractions."""
+
+    def __init__(self, maps, size, aspect_ratios):
+        super().__init__()
+        self.maps, self.size, self.aspect_ratios = maps, size, aspect_ratios
+
+    def forward(self, features):
+        outputs = []
+        for (height, width), ratios in zip(self.maps, self.aspect_ratios, strict=True):
+            cy, cx = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+            per_anchor = [
+                torch.stack(
+                    [
+                        cx * self.size / width,
+                        cy * self.size / height,
+                        torch.full_like(cx, w * self.size),
+                        torch.full_like(cy, h * self.size),
+                    ]
+                )
+                for w, h in ratios
+            ]
+            loc = torch.cat(per_anchor)[None]
+            outputs.append((loc, torch.zeros(1, len(ratios) * (NUM_CLASSES + 1), height, width)))
+        return outputs
+
+
+def test_flattened_outputs_line_up_with_the_priors():
+    # Output index p (level, y, x, anchor) is prior p: centre of its map cell, its level's anchor.
+    size, maps = 64, [(8, 8), (4, 4), (2, 2)]
+    priors = yolo.CONFIGS["yolo_v3"]["darknet_53"].priors
+    ratios = spec_for_size(priors, (size, size)).aspect_ratios
+    model = SSD(nn.Identity(), _PositionHead(maps, size, ratios), priors, NUM_CLASSES)
+    loc, _ = model(torch.zeros(1, 3, size, size))
+    torch.testing.assert_close(loc[0], _centre_size_pixels(model, maps, size))
+
+
+class _FixedFeatures(nn.Module):
+    """A stand-in backbone that gives the same maps for any input."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.features = features
+
+    def forward(self, images):
+        return self.features
+
+
+def test_head_levels_and_anchors_line_up_with_the_priors():
+    # The head's loc convs are in the seed's order (stride 32 first) and its outputs finest
+    # first: bias channel 4·a + 2 of conv j, set to the width of the prior it should predict,
+    # comes out at the priors of that level and anchor.
+    size, maps = 64, [(8, 8), (4, 4), (2, 2)]
+    config = yolo.CONFIGS["yolo_v3"]["darknet_53"]
+    ratios = spec_for_size(config.priors, (size, size)).aspect_ratios
+    head = yolo.YOLOv3Head([4, 6, 8], config.layers, [3, 3, 3], NUM_CLASSES).eval()
+    with torch.no_grad():
+        for conv, level_ratios in zip(head.loc, ratios[::-1], strict=True):
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.bias[2::4] = torch.tensor([w * size for w, _ in level_ratios])
+        features = [torch.randn(1, c, h, w) for c, (h, w) in zip([4, 6, 8], maps, strict=True)]
+        model = SSD(_FixedFeatures(features), head, config.priors, NUM_CLASSES)
+        loc, _ = model(torch.zeros(1, 3, size, size))
+    torch.testing.assert_close(loc[0, :, 2], _centre_size_pixels(model, maps, size)[:, 2])
 
 
 _GOOD_LAYERS = (((yolo.CONV, 8), (0, 4)),)
